@@ -1,0 +1,100 @@
+"""The ``referral-sync`` command line.
+
+Each sub-command is a small function taking the parsed arguments and returning the exit status;
+``main`` only parses and dispatches. Configuration problems print every problem and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from connector import __version__
+from connector.errors import ConfigError
+from connector.settings import load_settings
+
+EXAMPLES = """\
+examples:
+  referral-sync try --state-dir .sandbox
+  referral-sync sandbox serve --state-dir .sandbox --referrals 500
+  referral-sync config check --config config/salesforce.example.toml
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="referral-sync",
+        description="Keep Microsoft Partner Center referrals and CRM opportunities in step.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"referral-sync {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    config = commands.add_parser(
+        "config",
+        help="validate a configuration file",
+        description="Load a configuration file the way the daemon does and list every problem.",
+        epilog="example:\n  referral-sync config check --config config/salesforce.example.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_commands.add_parser("check", help="load, validate and summarise a config")
+    check.add_argument("--config", type=Path, required=True, help="the TOML configuration file")
+    check.set_defaults(func=run_config_check)
+
+    tour = commands.add_parser(
+        "try",
+        help="start the sandbox and run the Partner Center side end to end",
+        description=(
+            "Start the sandbox, sign in, pull every referral, accept one through a stale eTag, "
+            "poll again, and report the requests it cost."
+        ),
+        epilog="example:\n  referral-sync try --state-dir .sandbox --referrals 500",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tour.add_argument("--state-dir", type=Path, default=Path(".sandbox"), help="sandbox files")
+    tour.add_argument("--referrals", type=int, default=500, help="referrals to generate")
+    tour.set_defaults(func=run_try)
+
+    # Imported here so commands that do not need the simulators do not load them.
+    from sandbox.cli import add_parser as add_sandbox_parser  # noqa: PLC0415
+
+    add_sandbox_parser(commands)
+    return parser
+
+
+def run_config_check(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    print(f"{settings.source}: OK, {len(settings.connections)} connection(s)")
+    for conn in settings.connections:
+        pc = conn.partner_center
+        print(
+            f"  {conn.name}: Partner Center {pc.base_url} ({pc.auth_mode}) <-> {conn.crm}, "
+            f"every {conn.interval_seconds:g} s"
+        )
+    print(f"  state: {settings.state.url}")
+    return 0
+
+
+def run_try(args: argparse.Namespace) -> int:
+    from connector.observe.logging import configure_logging  # noqa: PLC0415
+    from connector.tour import run_tour  # noqa: PLC0415 - loads the sandbox
+
+    configure_logging(level="info")
+    return run_tour(args.state_dir, referrals=args.referrals, out=sys.stdout)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.func(args)
+    except ConfigError as exc:
+        print(f"referral-sync: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return status

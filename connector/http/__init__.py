@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by every REST client: the https-only session and the retry policy."""

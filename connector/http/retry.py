@@ -1,0 +1,162 @@
+"""The one retry layer: at the request, on :class:`~connector.errors.TransientError` only.
+
+A client wraps *one* logical request (send, classify, raise) in :func:`call_with_retry`. The
+wait before the next attempt is ``max(retry_after, jittered exponential)`` when the server said
+when to come back (Retry-After first: never sooner than the server asked), else the jittered
+exponential alone. It stops after ``max_attempts`` attempts or when the next wait would run past
+``max_total_s``, and then re-raises the last :class:`TransientError` itself (never tenacity's
+``RetryError``). Anything that is not a ``TransientError`` propagates at once.
+
+Sleep, clock and random source are injected so tests never really sleep.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+import tenacity
+
+from connector.errors import TransientError
+
+T = TypeVar("T")
+
+OnRetry = Callable[[int, float, TransientError], None]
+"""Called before each back-off sleep with (failed attempt number, wait seconds, the error)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """How hard one request is retried.
+
+    ``max_attempts`` counts every attempt, the first included. The exponential step for failed
+    attempt *n* is ``min(cap_s, base_s * 2 ** (n - 1))``; ``jitter`` (0..1) takes up to that
+    fraction off it at random (0 = deterministic, 1 = "full jitter").
+    """
+
+    max_attempts: int = 6
+    max_total_s: float = 120.0
+    base_s: float = 1.0
+    cap_s: float = 30.0
+    jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.max_attempts < 1:
+            problems.append("max_attempts must be at least 1")
+        if self.max_total_s <= 0:
+            problems.append("max_total_s must be positive")
+        if self.base_s < 0 or self.cap_s < self.base_s:
+            problems.append("need 0 <= base_s <= cap_s")
+        if not 0.0 <= self.jitter <= 1.0:
+            problems.append("jitter must be between 0 and 1")
+        if problems:
+            raise ValueError("invalid retry policy: " + "; ".join(problems))
+
+    def backoff(self, failed_attempt: int, rng: random.Random) -> float:
+        """The jittered exponential wait after attempt number ``failed_attempt`` (1-based)."""
+        step = min(self.cap_s, self.base_s * 2.0 ** (failed_attempt - 1))
+        return step * (1.0 - self.jitter * rng.random())
+
+    def wait_for(
+        self, failed_attempt: int, error: BaseException | None, rng: random.Random
+    ) -> float:
+        """Retry-After first: never less than the server asked for, else the back-off."""
+        backoff = self.backoff(failed_attempt, rng)
+        retry_after = error.retry_after if isinstance(error, TransientError) else None
+        return backoff if retry_after is None else max(retry_after, backoff)
+
+
+def build_retrying(
+    policy: RetryPolicy,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    rng: random.Random | None = None,
+    on_retry: OnRetry | None = None,
+) -> tenacity.Retrying:
+    """A tenacity ``Retrying`` for ONE logical request: its time budget starts now.
+
+    Build a fresh one per request (the start time is captured here, from the injected clock,
+    because tenacity's own timing always reads ``time.monotonic``).
+    """
+    source = rng if rng is not None else random.Random()  # noqa: S311 - jitter, not security
+    started = clock()
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome is not None else None
+        return policy.wait_for(state.attempt_number, error, source)
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        if state.attempt_number >= policy.max_attempts:
+            return True
+        return clock() - started + state.upcoming_sleep > policy.max_total_s
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        if on_retry is not None and isinstance(error, TransientError):
+            on_retry(state.attempt_number, state.upcoming_sleep, error)
+
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(TransientError),
+        wait=wait,
+        stop=stop,
+        sleep=sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
+def call_with_retry(
+    fn: Callable[[], T],
+    policy: RetryPolicy,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    rng: random.Random | None = None,
+    on_retry: OnRetry | None = None,
+) -> T:
+    """Run ``fn`` under ``policy``; on giving up, the last ``TransientError`` is raised."""
+    retrying = build_retrying(policy, sleep=sleep, clock=clock, rng=rng, on_retry=on_retry)
+    return retrying(fn)
+
+
+def parse_retry_after(
+    value: str | None, *, now: datetime | None = None, server_date: str | None = None
+) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date.
+
+    An HTTP-date is measured against the response's own ``Date`` header when there is one
+    (no clock skew between us and the server), else against ``now`` (default: the wall clock).
+    Returns ``None`` when the header is absent or unreadable; never a negative number.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    when = _http_date(text)
+    if when is None:
+        return None
+    reference = _http_date(server_date) if server_date else None
+    if reference is None:
+        reference = now if now is not None else datetime.now(UTC)
+    return max(0.0, (when - reference).total_seconds())
+
+
+def _http_date(text: str) -> datetime | None:
+    try:
+        parsed = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

@@ -1,0 +1,1 @@
+"""Partner Center: authentication, HTTP client, wire shapes and their conversion to the model."""

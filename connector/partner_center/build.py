@@ -1,0 +1,72 @@
+"""Wiring: settings → session, msal auth, client and source. The only place that knows all four."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from structlog.typing import FilteringBoundLogger
+
+from connector.http.retry import RetryPolicy
+from connector.http.session import build_session
+from connector.partner_center.adapter import PartnerCenterSource
+from connector.partner_center.auth import PartnerCenterAuth
+from connector.partner_center.client import PartnerCenterClient
+from connector.settings import PartnerCenterSettings, RetrySettings
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerCenter:
+    """Everything one connection needs to talk to Partner Center."""
+
+    auth: PartnerCenterAuth
+    client: PartnerCenterClient
+    source: PartnerCenterSource
+
+
+def retry_policy(settings: RetrySettings) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=settings.max_attempts,
+        max_total_s=settings.max_seconds,
+        base_s=settings.base_seconds,
+        cap_s=settings.cap_seconds,
+    )
+
+
+def build_partner_center(
+    settings: PartnerCenterSettings,
+    *,
+    prompt: Callable[[str], None] | None = None,
+    logger: FilteringBoundLogger | None = None,
+) -> PartnerCenter:
+    timeout = (settings.connect_timeout, settings.read_timeout)
+    session = build_session(ca_bundle=settings.ca_bundle, default_timeout=timeout)
+    secret = settings.client_secret
+    password = settings.password
+    auth = PartnerCenterAuth(
+        authority=settings.authority,
+        client_id=settings.client_id,
+        token_cache_path=settings.token_cache,
+        session=session,
+        mode=settings.auth_mode,
+        client_secret=None if secret is None else secret.reveal(),
+        scopes=settings.scopes,
+        username=settings.username,
+        password=None if password is None else password.reveal(),
+        refresh_token_file=settings.refresh_token_file,
+        **({} if prompt is None else {"prompt": prompt}),
+        logger=logger,
+    )
+    client = PartnerCenterClient(
+        settings.base_url,
+        auth,
+        session=session,
+        retry=retry_policy(settings.retry),
+        timeout=timeout,
+        logger=logger,
+    )
+    source = PartnerCenterSource(
+        client, overlap=timedelta(seconds=settings.poll_overlap_seconds), logger=logger
+    )
+    return PartnerCenter(auth=auth, client=client, source=source)

@@ -1,0 +1,435 @@
+"""Settings: a TOML file, overridden by ``REFERRAL_SYNC_*`` environment variables, loaded once.
+
+The result is a tree of frozen dataclasses; nothing deeper in the package reads the environment.
+Every problem found is collected and raised together as one :class:`ConfigError`, each naming
+the file (or environment variable), the key and what is wrong.
+
+Secrets never come from the config text. A secret key ``X`` is given as ``X_env`` (the name of an
+environment variable holding it) or ``X_file`` (a file holding it); a literal ``X`` is refused.
+
+Environment overrides use ``__`` between levels and the connection's name as its level::
+
+    REFERRAL_SYNC_STATE__URL=sqlite:///tmp/state.db
+    REFERRAL_SYNC_CONNECTION__CONTOSO__PARTNER_CENTER__BASE_URL=https://...
+
+Values from the environment are parsed as TOML values when they parse (``30``, ``true``,
+``"x"``) and taken as plain strings otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from connector.errors import ConfigError, ConfigProblem
+
+ENV_PREFIX = "REFERRAL_SYNC_"
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_CRMS = ("salesforce", "dynamics")
+AuthMode = Literal["device_code", "password", "refresh_token"]
+_AUTH_MODES: tuple[AuthMode, ...] = ("device_code", "password", "refresh_token")
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_STATE_URL = "sqlite:///state/referral-sync.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A secret value that never shows itself in ``repr``, ``str`` or logs."""
+
+    value: str = field(repr=False)
+    origin: str = ""
+
+    def __str__(self) -> str:
+        return f"<secret from {self.origin}>"
+
+    def reveal(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetrySettings:
+    max_attempts: int = 6
+    max_seconds: float = 120.0
+    base_seconds: float = 0.5
+    cap_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PartnerCenterSettings:
+    base_url: str
+    authority: str
+    client_id: str
+    scopes: tuple[str, ...]
+    auth_mode: AuthMode
+    token_cache: Path
+    client_secret: Secret | None = None
+    username: str | None = None
+    password: Secret | None = None
+    refresh_token_file: Path | None = None
+    ca_bundle: Path | None = None
+    poll_overlap_seconds: float = 300.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    retry: RetrySettings = field(default_factory=RetrySettings)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionSettings:
+    name: str
+    crm: str
+    partner_center: PartnerCenterSettings
+    interval_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoggingSettings:
+    level: str = "info"
+    mask_customer_contacts: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateSettings:
+    url: str = DEFAULT_STATE_URL
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    source: Path
+    connections: tuple[ConnectionSettings, ...]
+    state: StateSettings = field(default_factory=StateSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+
+    def connection(self, name: str) -> ConnectionSettings:
+        for conn in self.connections:
+            if conn.name == name:
+                return conn
+        raise KeyError(name)
+
+
+def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read ``path``, apply environment overrides, validate everything, return frozen settings."""
+    env = dict(os.environ if environ is None else environ)
+    reader = _Reader(path, env)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem(str(path), "-", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigProblem(str(path), "-", f"cannot read: {exc}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigProblem(str(path), "-", f"not valid TOML: {exc}")]) from None
+    raw = _apply_env_overrides(raw, env, reader)
+    settings = reader.settings(raw)
+    if reader.problems or settings is None:
+        raise ConfigError(reader.problems)
+    return settings
+
+
+def _apply_env_overrides(
+    raw: dict[str, Any], env: Mapping[str, str], reader: _Reader
+) -> dict[str, Any]:
+    connections = raw.get("connection")
+    by_name: dict[str, dict[str, Any]] = {}
+    if isinstance(connections, list):
+        by_name = {
+            str(c.get("name", "")).upper(): c
+            for c in connections
+            if isinstance(c, dict) and isinstance(c.get("name"), str)
+        }
+    for var in sorted(env):
+        if not var.startswith(ENV_PREFIX) or var == f"{ENV_PREFIX}CONFIG":
+            continue
+        parts = [p.lower() for p in var[len(ENV_PREFIX) :].split("__")]
+        target: dict[str, Any] | None = raw
+        if parts[0] == "connection":
+            if len(parts) < 3 or parts[1].upper() not in by_name:
+                reader.problem(var, "-", "names no connection defined in the config file")
+                continue
+            target = by_name[parts[1].upper()]
+            parts = parts[2:]
+        for part in parts[:-1]:
+            nxt = target.setdefault(part, {}) if target is not None else None
+            target = nxt if isinstance(nxt, dict) else None
+        if target is None:
+            reader.problem(var, ".".join(parts), "overrides a value that is not a table")
+            continue
+        target[parts[-1]] = _env_value(env[var])
+    return raw
+
+
+def _env_value(text: str) -> object:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+class _Reader:
+    """Walks the raw TOML, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, path: Path, env: Mapping[str, str]) -> None:
+        self.file = path
+        self.base = path.parent
+        self.env = env
+        self.problems: list[ConfigProblem] = []
+
+    def problem(self, source: str, key: str, message: str) -> None:
+        self.problems.append(ConfigProblem(source, key, message))
+
+    def fail(self, key: str, message: str) -> None:
+        self.problem(str(self.file), key, message)
+
+    # -- typed getters ---------------------------------------------------------------------
+
+    def table(self, raw: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+        value = raw.get(key, {})
+        if not isinstance(value, dict):
+            self.fail(_join(where, key), "must be a table")
+            return {}
+        return value
+
+    def unknown(self, raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
+        for key in sorted(set(raw) - allowed):
+            self.fail(_join(where, key), "unknown key (a typo?)")
+
+    def string(
+        self, raw: Mapping[str, Any], key: str, where: str, *, default: str | None = None
+    ) -> str:
+        value = raw.get(key, default)
+        if value is None:
+            self.fail(_join(where, key), "is required")
+            return ""
+        if not isinstance(value, str) or not value.strip():
+            self.fail(_join(where, key), f"must be a non-empty string, got {value!r}")
+            return ""
+        return value
+
+    def optional_string(self, raw: Mapping[str, Any], key: str, where: str) -> str | None:
+        return None if raw.get(key) is None else self.string(raw, key, where)
+
+    def number(
+        self,
+        raw: Mapping[str, Any],
+        key: str,
+        where: str,
+        *,
+        default: float,
+        minimum: float,
+        maximum: float,
+    ) -> float:
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(_join(where, key), f"must be a number, got {value!r}")
+            return default
+        if not minimum <= value <= maximum:
+            self.fail(_join(where, key), f"must be between {minimum} and {maximum}, got {value}")
+            return default
+        return float(value)
+
+    def boolean(self, raw: Mapping[str, Any], key: str, where: str, *, default: bool) -> bool:
+        value = raw.get(key, default)
+        if not isinstance(value, bool):
+            self.fail(_join(where, key), f"must be true or false, got {value!r}")
+            return default
+        return value
+
+    def choice(
+        self, raw: Mapping[str, Any], key: str, where: str, choices: tuple[str, ...], default: str
+    ) -> str:
+        value = raw.get(key, default)
+        if value not in choices:
+            self.fail(_join(where, key), f"must be one of {', '.join(choices)}, got {value!r}")
+            return default
+        return str(value)
+
+    def https_url(self, raw: Mapping[str, Any], key: str, where: str) -> str:
+        value = self.string(raw, key, where)
+        if value and not value.startswith("https://"):
+            self.fail(_join(where, key), f"must be an https:// URL, got {value!r}")
+        return value.rstrip("/")
+
+    def path(self, raw: Mapping[str, Any], key: str, where: str, *, must_exist: bool) -> Path:
+        text = self.string(raw, key, where)
+        path = (self.base / Path(text).expanduser()) if text else Path()
+        if text and must_exist and not path.is_file():
+            self.fail(_join(where, key), f"file not found: {path}")
+        return path
+
+    def secret(  # noqa: PLR0911 -- one early return per way a secret can be mis-specified
+        self, raw: Mapping[str, Any], key: str, where: str, *, required: bool
+    ) -> Secret | None:
+        name = _join(where, key)
+        if key in raw:
+            self.fail(
+                name, f"secrets are not read from the config text: use {key}_env or {key}_file"
+            )
+            return None
+        env_key, file_key = f"{key}_env", f"{key}_file"
+        if env_key in raw and file_key in raw:
+            self.fail(name, f"give either {env_key} or {file_key}, not both")
+            return None
+        if env_key in raw:
+            var = self.string(raw, env_key, where)
+            if var and not self.env.get(var):
+                self.fail(_join(where, env_key), f"environment variable {var} is not set or empty")
+                return None
+            return Secret(self.env[var], f"${var}") if var else None
+        if file_key in raw:
+            path = self.path(raw, file_key, where, must_exist=True)
+            if not path.is_file():
+                return None
+            value = path.read_text(encoding="utf-8").strip()
+            if not value:
+                self.fail(_join(where, file_key), f"file is empty: {path}")
+                return None
+            return Secret(value, str(path))
+        if required:
+            self.fail(name, f"is required: give {env_key} or {file_key}")
+        return None
+
+    # -- sections ----------------------------------------------------------------------------
+
+    def settings(self, raw: dict[str, Any]) -> Settings | None:
+        self.unknown(raw, {"connection", "state", "logging"}, "")
+        state_raw = self.table(raw, "state", "")
+        self.unknown(state_raw, {"url"}, "state")
+        state = StateSettings(url=self.string(state_raw, "url", "state", default=DEFAULT_STATE_URL))
+        log_raw = self.table(raw, "logging", "")
+        self.unknown(log_raw, {"level", "mask_customer_contacts"}, "logging")
+        logging = LoggingSettings(
+            level=self.choice(log_raw, "level", "logging", _LOG_LEVELS, "info"),
+            mask_customer_contacts=self.boolean(
+                log_raw, "mask_customer_contacts", "logging", default=True
+            ),
+        )
+        conns_raw = raw.get("connection")
+        if not isinstance(conns_raw, list) or not conns_raw:
+            self.fail("connection", "at least one [[connection]] is required")
+            return None
+        connections: list[ConnectionSettings] = []
+        for index, conn_raw in enumerate(conns_raw):
+            conn = self.connection(conn_raw, f"connection[{index}]")
+            if conn is not None:
+                connections.append(conn)
+        names = [c.name for c in connections]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            self.fail("connection", f"the name {name!r} is used more than once")
+        return Settings(
+            source=self.file, connections=tuple(connections), state=state, logging=logging
+        )
+
+    def connection(self, raw: object, where: str) -> ConnectionSettings | None:
+        if not isinstance(raw, dict):
+            self.fail(where, "must be a table")
+            return None
+        self.unknown(raw, {"name", "crm", "interval_seconds", "partner_center"}, where)
+        name = self.string(raw, "name", where)
+        if name and not _NAME.match(name):
+            self.fail(_join(where, "name"), "use lowercase letters, digits, '-' and '_' only")
+        if "partner_center" not in raw:
+            self.fail(_join(where, "partner_center"), "is required")
+            return None
+        return ConnectionSettings(
+            name=name,
+            crm=self.choice(raw, "crm", where, _CRMS, "salesforce"),
+            interval_seconds=self.number(
+                raw, "interval_seconds", where, default=30.0, minimum=1.0, maximum=86_400.0
+            ),
+            partner_center=self.partner_center(
+                self.table(raw, "partner_center", where), _join(where, "partner_center")
+            ),
+        )
+
+    def partner_center(self, raw: dict[str, Any], where: str) -> PartnerCenterSettings:
+        self.unknown(
+            raw,
+            {
+                "base_url", "authority", "client_id", "scopes", "auth_mode", "token_cache",
+                "username", "ca_bundle", "poll_overlap_seconds",
+                "connect_timeout", "read_timeout", "retry",
+                "client_secret", "client_secret_env", "client_secret_file",
+                "password", "password_env", "password_file",
+                "refresh_token", "refresh_token_file",
+            },
+            where,
+        )  # fmt: skip
+        mode = self.choice(raw, "auth_mode", where, _AUTH_MODES, "device_code")
+        scopes = raw.get("scopes", ["https://api.partner.microsoft.com/.default"])
+        if not isinstance(scopes, list) or not all(isinstance(s, str) and s for s in scopes):
+            self.fail(_join(where, "scopes"), "must be a list of non-empty strings")
+            scopes = []
+        username = self.optional_string(raw, "username", where)
+        if mode == "password" and username is None:
+            self.fail(_join(where, "username"), "is required when auth_mode = 'password'")
+        ca_bundle = None
+        if raw.get("ca_bundle") is not None:
+            ca_bundle = self.path(raw, "ca_bundle", where, must_exist=True)
+        return PartnerCenterSettings(
+            base_url=self.https_url(raw, "base_url", where),
+            authority=self.https_url(raw, "authority", where),
+            client_id=self.string(raw, "client_id", where),
+            scopes=tuple(scopes),
+            auth_mode=cast(AuthMode, mode),
+            token_cache=self.path(
+                {"token_cache": raw.get("token_cache", "state/partner-center-token-cache.json")},
+                "token_cache",
+                where,
+                must_exist=False,
+            ),
+            client_secret=self.secret(raw, "client_secret", where, required=False),
+            username=username,
+            password=self.secret(raw, "password", where, required=mode == "password"),
+            refresh_token_file=self.refresh_token_file(raw, where, mode),
+            ca_bundle=ca_bundle,
+            poll_overlap_seconds=self.number(
+                raw, "poll_overlap_seconds", where, default=300.0, minimum=0.0, maximum=86_400.0
+            ),
+            connect_timeout=self.number(
+                raw, "connect_timeout", where, default=10.0, minimum=0.1, maximum=300.0
+            ),
+            read_timeout=self.number(
+                raw, "read_timeout", where, default=60.0, minimum=0.1, maximum=600.0
+            ),
+            retry=self.retry(self.table(raw, "retry", where), _join(where, "retry")),
+        )
+
+    def refresh_token_file(self, raw: dict[str, Any], where: str, mode: str) -> Path | None:
+        """A file, read when needed: msal rotates refresh tokens, so the file is only the seed."""
+        if "refresh_token" in raw:
+            self.fail(
+                _join(where, "refresh_token"),
+                "secrets are not read from the config text: use refresh_token_file",
+            )
+        if "refresh_token_file" in raw:
+            return self.path(raw, "refresh_token_file", where, must_exist=True)
+        if mode == "refresh_token":
+            self.fail(
+                _join(where, "refresh_token_file"), "is required when auth_mode = 'refresh_token'"
+            )
+        return None
+
+    def retry(self, raw: dict[str, Any], where: str) -> RetrySettings:
+        self.unknown(raw, {"max_attempts", "max_seconds", "base_seconds", "cap_seconds"}, where)
+        base = self.number(raw, "base_seconds", where, default=0.5, minimum=0.0, maximum=60.0)
+        cap = self.number(raw, "cap_seconds", where, default=30.0, minimum=0.0, maximum=3600.0)
+        if cap < base:
+            self.fail(_join(where, "cap_seconds"), f"must be at least base_seconds ({base})")
+        return RetrySettings(
+            max_attempts=int(
+                self.number(raw, "max_attempts", where, default=6, minimum=1, maximum=100)
+            ),
+            max_seconds=self.number(
+                raw, "max_seconds", where, default=120.0, minimum=1.0, maximum=86_400.0
+            ),
+            base_seconds=base,
+            cap_seconds=cap,
+        )
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key

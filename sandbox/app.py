@@ -1,0 +1,214 @@
+"""The sandbox: every simulator that exists, on one loopback host, over TLS, until stopped.
+
+``Sandbox(state_dir, ...)`` makes a CA (``state_dir/ca.pem``), a tenant with fresh credentials,
+and serves Entra and Partner Center each on its own
+free port behind one :class:`~sandbox.faults.FaultInjector`, then writes ``state_dir/sandbox.json``
+(owner-only) with everything a client needs: the CA bundle, the Entra authority and credentials,
+the Partner Center base URL.
+
+msal's password grant first calls user-realm discovery at ``https://HOST/common/userrealm/USER``
+on port 443 whatever the authority's port, so Entra is also served on ``host:443``. If that
+port cannot be bound (not root, or taken), the sandbox goes on without it and says so:
+``entra.user_realm_discovery`` is ``false`` and only the device-code and refresh-token grants
+work through msal. A random loopback host (``127.x.y.z``) keeps 443 free for each sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sandbox.clock import SandboxClock
+from sandbox.entra import EntraSimulator, SandboxTenant, TokenStore
+from sandbox.faults import FaultInjector, FaultPlan
+from sandbox.http import RunningServer, serve
+from sandbox.partner_center import PartnerCenterSimulator, generate_referrals, load_seed_file
+from sandbox.requestlog import RequestLog
+from sandbox.tls import SandboxTLS
+from sandbox.wsgi import Environ, WSGIApp
+
+logger = logging.getLogger("sandbox.app")
+
+USER_REALM_PORT = 443
+INFO_FILE = "sandbox.json"
+
+
+class Sandbox:
+    """Start with ``start()`` or ``with Sandbox(...) as sb:``; in-process objects for tests:
+    ``.tls``, ``.clock``, ``.tokens``, ``.tenant``, ``.entra``, ``.partner_center``, ``.faults``,
+    ``.log``, ``.servers`` and ``.info`` (the ``sandbox.json`` dict)."""
+
+    def __init__(
+        self,
+        state_dir: Path | str,
+        *,
+        host: str = "127.0.0.1",
+        seed_file: Path | str | None = None,
+        referrals: int = 0,
+        faults: str = "",
+        latency_ms: float = 0,
+        clock_speed: float = 1.0,
+        token_lifetime_s: int = 3600,
+        fault_seed: int | None = None,
+        referral_seed: int = 1,
+        device_pending_polls: int = 1,
+        user_realm_port: int | None = USER_REALM_PORT,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.host = host
+        self.seed_file = Path(seed_file) if seed_file else None
+        self.referrals = referrals
+        self.referral_seed = referral_seed
+        self.user_realm_port = user_realm_port
+        self.clock = SandboxClock(speed=clock_speed)
+        self.log = RequestLog()
+        self.faults = FaultInjector(
+            FaultPlan.parse(faults),
+            rng=random.Random(fault_seed),
+            latency_ms=latency_ms,
+            log=self.log,
+        )
+        self.tenant = SandboxTenant.generate()
+        self.tokens = TokenStore(tenant_id=self.tenant.tenant_id, lifetime_s=token_lifetime_s)
+        self.entra: EntraSimulator = self.tenant.simulator(
+            self.tokens, device_pending_polls=device_pending_polls
+        )
+        self._device_pending_polls = device_pending_polls
+        self.partner_center = PartnerCenterSimulator(
+            tokens=self.tokens, clock=self.clock, log=self.log
+        )
+        self.servers: dict[str, RunningServer] = {}
+        self.info: dict[str, Any] = {}
+        self._tls: SandboxTLS | None = None
+
+    @property
+    def tls(self) -> SandboxTLS:
+        if self._tls is None:
+            raise RuntimeError("the sandbox is not started")
+        return self._tls
+
+    @property
+    def info_path(self) -> Path:
+        return self.state_dir / INFO_FILE
+
+    @property
+    def ca_path(self) -> Path:
+        return self.tls.ca_path
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def start(self) -> Sandbox:
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._tls = SandboxTLS.create(self.host, self.state_dir)
+        try:
+            self._start_servers()
+            self.info = self._build_info()
+            write_private_json(self.info_path, self.info)
+        except BaseException:
+            self.stop()
+            raise
+        logger.info("sandbox_started host=%s info=%s", self.host, self.info_path)
+        return self
+
+    def stop(self) -> None:
+        for server in reversed(list(self.servers.values())):
+            server.stop()
+        self.servers.clear()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        """Between tests: no faults, an empty request log, default token and device settings."""
+        self.faults.clear()
+        self.log.clear()
+        self.tokens.reset()
+        self.entra.device_pending_polls = self._device_pending_polls
+
+    # -- servers -------------------------------------------------------------------------
+
+    def _serve(
+        self, name: str, app: WSGIApp, route_of: Callable[[Environ], str], port: int
+    ) -> None:
+        wrapped = self.faults.wrap(app, name, route_of)
+        self.servers[name] = serve(
+            wrapped, host=self.host, port=port, ssl_context=self.tls.server_context(), name=name
+        )
+
+    def _start_servers(self) -> None:
+        self._serve("entra", self.entra, EntraSimulator.route_of, 0)
+        if self.user_realm_port is not None:
+            try:
+                # Not behind the fault injector: msal's user-realm call is not what tests probe.
+                self.servers["entra_user_realm"] = serve(
+                    self.entra,
+                    host=self.host,
+                    port=self.user_realm_port,
+                    ssl_context=self.tls.server_context(),
+                    name="entra_user_realm",
+                )
+            except OSError as exc:
+                logger.warning(
+                    "user_realm_listener_unavailable host=%s port=%s error=%s: msal's password "
+                    "grant will not work; device code and refresh token do",
+                    self.host,
+                    self.user_realm_port,
+                    exc,
+                )
+        self._seed_partner_center()
+        self._serve("partner_center", self.partner_center, self.partner_center.route_of, 0)
+
+    def _seed_partner_center(self) -> None:
+        store = self.partner_center.store
+        if self.seed_file is not None:
+            store.seed_raw(load_seed_file(self.seed_file))
+        if self.referrals:
+            store.seed_raw(generate_referrals(self.referrals, self.referral_seed, self.clock))
+
+    def _build_info(self) -> dict[str, Any]:
+        entra = self.servers["entra"]
+        info: dict[str, Any] = {
+            "host": self.host,
+            "pid": os.getpid(),
+            "ca_bundle": str(self.tls.ca_path),
+            "clock_speed": self.clock.speed,
+            "entra": self.tenant.info(
+                f"{entra.url}/{self.tenant.tenant_id}",
+                user_realm_discovery="entra_user_realm" in self.servers,
+            ),
+            "servers": {name: server.url for name, server in self.servers.items()},
+        }
+        base = self.servers["partner_center"].url
+        info["partner_center"] = {"base_url": f"{base}/v1.0/engagements"}
+        return info
+
+
+def write_private_json(path: Path, data: object) -> None:
+    """Write ``data`` as JSON to ``path`` atomically, readable by the owner only (0600)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,126 @@
+"""WSGI apps served over TLS on loopback, each in a daemon thread, quiet and stoppable.
+
+werkzeug's development server does the HTTP; this module adds three things it lacks for a
+sandbox: the TLS handshake happens in the worker thread (a client that never completes it cannot
+stall the accept loop), a bind failure raises ``OSError`` instead of exiting the process, and the
+access log goes to the ``sandbox.http`` logger at debug level instead of stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import ssl
+import threading
+from dataclasses import dataclass, field
+
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+
+from sandbox.wsgi import WSGIApp
+
+logger = logging.getLogger("sandbox.http")
+
+HANDSHAKE_TIMEOUT_S = 10.0
+
+
+class _QuietHandler(WSGIRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as real services offer
+
+    def log(self, type: str, message: str, *args: object) -> None:  # noqa: A002 (werkzeug's name)
+        level = logging.WARNING if type == "error" else logging.DEBUG
+        logger.log(level, message.rstrip(), *args)
+
+
+class _TLSServer(ThreadedWSGIServer):
+    """werkzeug's threaded server, TLS per connection in the worker thread."""
+
+    def __init__(self, sock: socket.socket, app: WSGIApp, ssl_context: ssl.SSLContext) -> None:
+        host, port = sock.getsockname()[:2]
+        super().__init__(host, port, app, handler=_QuietHandler, fd=sock.fileno())
+        self.ssl_context = ssl_context  # werkzeug reads it for wsgi.url_scheme
+
+    def finish_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        assert self.ssl_context is not None  # noqa: S101 (set in __init__)
+        request.settimeout(HANDSHAKE_TIMEOUT_S)
+        try:
+            tls = self.ssl_context.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError) as exc:
+            logger.debug("tls_handshake_failed peer=%s error=%s", client_address, exc)
+            return
+        tls.settimeout(None)
+        try:
+            super().finish_request(tls, client_address)
+        finally:
+            _close_quietly(tls)
+
+    def log(self, type: str, message: str, *args: object) -> None:  # noqa: A002 (werkzeug's name)
+        level = logging.ERROR if type == "error" else logging.DEBUG
+        logger.log(level, message, *args)
+
+
+def _close_quietly(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
+@dataclass(slots=True)
+class RunningServer:
+    """One server thread. ``url`` is ``https://host:port`` (no trailing slash)."""
+
+    name: str
+    host: str
+    port: int
+    _server: _TLSServer = field(repr=False)
+    _thread: threading.Thread = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        """Stop accepting, close the listening socket and wait for the server thread."""
+        if not self._thread.is_alive():
+            return
+        self._server.shutdown()
+        self._thread.join(timeout=5)
+        self._server.server_close()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (``OSError`` if the port is taken or forbidden)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def serve(
+    app: WSGIApp,
+    *,
+    host: str,
+    port: int = 0,
+    ssl_context: ssl.SSLContext,
+    name: str,
+) -> RunningServer:
+    """Serve ``app`` over TLS on ``host:port`` (0 = any free port) in a daemon thread."""
+    sock = bind(host, port)
+    try:
+        server = _TLSServer(sock, app, ssl_context)
+    finally:
+        sock.close()  # werkzeug works on a duplicate of the descriptor
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.1},
+        name=f"sandbox-{name}",
+        daemon=True,
+    )
+    thread.start()
+    logger.debug("server_started name=%s url=https://%s:%s", name, host, server.port)
+    return RunningServer(name=name, host=host, port=server.port, _server=server, _thread=thread)

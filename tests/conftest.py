@@ -1,0 +1,51 @@
+"""Shared fixtures: one sandbox for the whole session, and sessions that trust its CA.
+
+The sandbox runs on a random loopback address ``127.x.y.z`` so that its port 443 (where msal's
+password grant looks for user-realm discovery) is free even when another sandbox runs. Each test
+that uses it starts from no faults, an empty request log and the default token lifetime.
+
+Clients must use ``requests.Session`` with ``trust_env=False`` and ``verify=<ca.pem>``: the
+machine exports ``REQUESTS_CA_BUNDLE``, which would override ``verify`` otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from sandbox.app import Sandbox
+from sandbox.testing import ca_session as ca_session_for
+from sandbox.testing import random_loopback_host
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    with Sandbox(
+        tmp_path_factory.mktemp("sandbox"),
+        host=random_loopback_host(),
+        fault_seed=20240601,
+    ) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def _fresh_sandbox(request: pytest.FixtureRequest) -> None:
+    """Cheap reset before every test that uses the sandbox (directly or through a fixture)."""
+    if "sandbox" in request.fixturenames:
+        request.getfixturevalue("sandbox").reset()
+
+
+@pytest.fixture
+def sandbox_info(sandbox: Sandbox) -> dict[str, Any]:
+    """The ``sandbox.json`` dict: ca_bundle, entra {...}, partner_center {...}."""
+    return sandbox.info
+
+
+@pytest.fixture
+def ca_session(sandbox: Sandbox) -> Iterator[requests.Session]:
+    """A ``requests.Session`` trusting the sandbox CA and ignoring the environment."""
+    with ca_session_for(str(sandbox.ca_path)) as session:
+        yield session

@@ -1,0 +1,52 @@
+"""The session factory: environment ignored, CA bundle honoured, https only, a timeout always."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+import responses
+
+from connector.http.session import DEFAULT_TIMEOUT, build_session
+
+
+def test_ca_bundle_env_var_does_not_override_the_configured_bundle(monkeypatch, tmp_path):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    ca = tmp_path / "ca.pem"
+    session = build_session(ca_bundle=ca)
+
+    settings = session.merge_environment_settings("https://api.partner.test/", {}, None, None, None)
+
+    assert settings["verify"] == str(ca)
+    assert settings["proxies"] == {}
+
+
+def test_without_a_bundle_verification_stays_on():
+    assert build_session().verify is True
+
+
+def test_plain_http_is_refused_before_any_io():
+    session = build_session()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
+        mocked.get("http://api.partner.test/", body="should never be reached")
+        with pytest.raises(requests.exceptions.InvalidSchema, match="plain-http"):
+            session.get("http://api.partner.test/")
+        assert len(mocked.calls) == 0
+
+
+@responses.activate
+def test_requests_without_a_timeout_get_the_default():
+    responses.post("https://login.partner.test/tenant/oauth2/v2.0/token", json={})
+
+    build_session().post("https://login.partner.test/tenant/oauth2/v2.0/token", data={})
+
+    assert responses.calls[0].request.req_kwargs["timeout"] == DEFAULT_TIMEOUT
+
+
+@responses.activate
+def test_a_callers_timeout_is_kept():
+    responses.get("https://api.partner.test/x", json={})
+
+    build_session(default_timeout=9).get("https://api.partner.test/x", timeout=(1, 2))
+
+    assert responses.calls[0].request.req_kwargs["timeout"] == (1, 2)

@@ -1,0 +1,273 @@
+"""The Partner Center source: each change once across pages, overlaps and restarts; 412 recovery."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from connector.errors import ConflictError, PreconditionFailed
+from connector.model import Action, PartnerUpdate, Status, Substatus
+from connector.model.values import format_datetime, parse_datetime
+from connector.partner_center.adapter import PartnerCenterSource
+from connector.partner_center.client import ListPage
+from connector.ports import ChangeCursor
+
+T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+
+def wire(n: int, updated: datetime, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": f"00000000-0000-4000-8000-{n:012d}",
+        "name": f"Referral {n}",
+        "status": "New",
+        "substatus": "Pending",
+        "createdDateTime": format_datetime(T0 - timedelta(days=1)),
+        "updatedDateTime": format_datetime(updated),
+        "customerProfile": {"name": f"Customer {n}", "address": {"country": "US"}},
+        "details": {"dealValue": 1000, "currency": "USD"},
+        "eTag": f'"{uuid.uuid4()}"',
+    }
+    body.update(extra)
+    return body
+
+
+class FakeClient:
+    """Serves referrals the way the list endpoint does: ge filter, ordered, pages of 100."""
+
+    def __init__(self, referrals: Sequence[dict[str, Any]], page_size: int = 100) -> None:
+        self.referrals = {r["id"]: r for r in referrals}
+        self.page_size = page_size
+        self.requests: list[str] = []
+        self.fail_patches = 0
+
+    def iter_pages(self, params: Mapping[str, str] | None = None) -> Iterator[ListPage]:
+        """Positional paging over live data, like ``$skip``: a change between pages shifts."""
+        params = params or {}
+        assert params.get("$orderby") == "updatedDateTime asc"
+        bound = None
+        if "$filter" in params:
+            field, op, literal = params["$filter"].split(" ")
+            assert (field, op) == ("updatedDateTime", "ge")
+            bound = parse_datetime(literal, "bound")
+        start = 0
+        while True:
+            items = sorted(self.referrals.values(), key=lambda r: (r["updatedDateTime"], r["id"]))
+            if bound is not None:
+                items = [r for r in items if parse_datetime(r["updatedDateTime"], "u") >= bound]
+            self.requests.append("GET list")
+            more = start + self.page_size < len(items)
+            yield ListPage(copy.deepcopy(items[start : start + self.page_size]), has_more=more)
+            if not more:
+                return
+            start += self.page_size
+
+    def get(self, referral_id: str) -> dict[str, Any]:
+        self.requests.append("GET one")
+        return copy.deepcopy(self.referrals[referral_id])
+
+    def patch(
+        self, referral_id: str, ops: Sequence[Mapping[str, Any]], *, if_match: str | None
+    ) -> dict[str, Any]:
+        self.requests.append("PATCH")
+        current = self.referrals[referral_id]
+        if self.fail_patches or (if_match is not None and if_match != current["eTag"]):
+            self.fail_patches = max(0, self.fail_patches - 1)
+            raise PreconditionFailed("stale eTag", status=412, code="preconditionFailed")
+        for op in ops:
+            parts = op["path"].strip("/").split("/")
+            target = current
+            for part in parts[:-1]:
+                target = target.setdefault(part, {})
+            target[parts[-1]] = op["value"]
+        current["eTag"] = f'"{uuid.uuid4()}"'
+        return copy.deepcopy(current)
+
+    def edit(self, n: int, updated: datetime, **changes: Any) -> None:
+        body = self.referrals[wire(n, T0)["id"]]
+        body.update(changes, updatedDateTime=format_datetime(updated), eTag=f'"{uuid.uuid4()}"')
+
+
+def drain(source: PartnerCenterSource, cursor: ChangeCursor) -> tuple[list[str], ChangeCursor]:
+    ids: list[str] = []
+    for page in source.changes_since(cursor):
+        ids.extend(r.id for r in page.referrals)
+        cursor = page.cursor
+    return ids, cursor
+
+
+def test_backfill_delivers_every_referral_once_with_shared_timestamps():
+    referrals = [wire(n, T0 + timedelta(seconds=n)) for n in range(230)]
+    referrals += [wire(n, T0 + timedelta(seconds=100)) for n in range(230, 250)]  # 20 ties
+    client = FakeClient(referrals)
+    ids, cursor = drain(PartnerCenterSource(client), ChangeCursor())
+    assert sorted(ids) == sorted(r["id"] for r in referrals)
+    assert client.requests == ["GET list"] * 3
+    assert cursor.high_water == T0 + timedelta(seconds=229)
+
+
+def test_a_change_between_pages_shifts_nothing_out_of_the_feed():
+    client = FakeClient([wire(n, T0 + timedelta(seconds=n)) for n in range(250)])
+    source = PartnerCenterSource(client)
+    delivered: list[str] = []
+    for number, page in enumerate(source.changes_since(ChangeCursor())):
+        delivered.extend(r.id for r in page.referrals)
+        if number == 0:  # Microsoft edits a referral of page 1 while we read: it moves to the end
+            client.edit(5, T0 + timedelta(hours=1))
+    assert sorted(set(delivered)) == sorted(client.referrals)
+    assert delivered.count(wire(5, T0)["id"]) == 2  # its first state, then its new change
+
+
+def test_a_full_page_of_one_timestamp_is_followed_by_its_next_link():
+    client = FakeClient([wire(n, T0) for n in range(230)])
+    ids, cursor = drain(PartnerCenterSource(client), ChangeCursor())
+    assert sorted(ids) == sorted(client.referrals)
+    assert cursor.high_water == T0
+
+
+def test_second_call_from_saved_cursor_returns_only_what_changed():
+    client = FakeClient([wire(n, T0 + timedelta(seconds=n)) for n in range(50)])
+    source = PartnerCenterSource(client, overlap=timedelta(minutes=5))
+    _, cursor = drain(source, ChangeCursor())
+    client.edit(7, T0 + timedelta(minutes=2))
+    client.edit(8, T0 + timedelta(minutes=2))
+    ids, cursor = drain(source, cursor)
+    assert ids == [wire(7, T0)["id"], wire(8, T0)["id"]]
+    ids, _ = drain(source, cursor)
+    assert ids == []
+
+
+def test_idle_poll_costs_one_request():
+    client = FakeClient([wire(n, T0 + timedelta(seconds=n)) for n in range(50)])
+    source = PartnerCenterSource(client)
+    _, cursor = drain(source, ChangeCursor())
+    client.requests.clear()
+    ids, _ = drain(source, cursor)
+    assert (ids, client.requests) == ([], ["GET list"])
+
+
+def test_change_committed_late_inside_the_overlap_is_still_delivered():
+    client = FakeClient([wire(n, T0 + timedelta(seconds=n)) for n in range(10)])
+    source = PartnerCenterSource(client, overlap=timedelta(minutes=5))
+    _, cursor = drain(source, ChangeCursor())
+    # A change stamped *before* the high-water mark shows up only now (eventual consistency).
+    client.edit(3, T0 + timedelta(seconds=5, milliseconds=500))
+    ids, _ = drain(source, cursor)
+    assert ids == [wire(3, T0)["id"]]
+
+
+def test_a_newer_change_of_a_referral_already_seen_in_the_window_comes_through():
+    client = FakeClient([wire(1, T0)])
+    source = PartnerCenterSource(client)
+    _, cursor = drain(source, ChangeCursor())
+    client.edit(1, T0 + timedelta(seconds=1), name="renamed")
+    ids, _ = drain(source, cursor)
+    assert ids == [wire(1, T0)["id"]]
+
+
+def test_cursor_survives_a_json_round_trip_and_forgets_what_left_the_window():
+    client = FakeClient([wire(n, T0 + timedelta(minutes=n)) for n in range(30)])
+    source = PartnerCenterSource(client, overlap=timedelta(minutes=5))
+    _, cursor = drain(source, ChangeCursor())
+    restored = ChangeCursor.from_json(cursor.to_json())
+    assert restored == cursor
+    assert len(restored.seen) == 6  # minutes 24..29 are within 5 minutes of the high water
+    ids, _ = drain(source, restored)
+    assert ids == []
+
+
+def test_unparseable_referrals_are_rejected_with_the_field_and_the_rest_go_on():
+    good = [wire(n, T0 + timedelta(seconds=n)) for n in range(3)]
+    bad = wire(9, T0 + timedelta(seconds=1), status="Pondering")
+    no_customer = wire(10, T0 + timedelta(seconds=2))
+    del no_customer["customerProfile"]
+    client = FakeClient([*good, bad, no_customer])
+    pages = list(PartnerCenterSource(client).changes_since(ChangeCursor()))
+    assert [r.id for r in pages[0].referrals] == [g["id"] for g in good]
+    assert sorted(r.error.field for r in pages[0].rejected) == ["customerProfile", "status"]
+    assert {r.record_id for r in pages[0].rejected} == {bad["id"], no_customer["id"]}
+    # a rejected change is not delivered again by the next poll either
+    ids, _ = drain(PartnerCenterSource(client), pages[-1].cursor)
+    assert ids == []
+
+
+def test_a_list_item_that_is_not_an_object_is_rejected_not_dropped():
+    client = FakeClient([wire(1, T0)])
+
+    def pages(params: Mapping[str, str] | None = None) -> Iterator[ListPage]:
+        yield ListPage([wire(1, T0), "garbage"], has_more=False)
+
+    client.iter_pages = pages  # type: ignore[method-assign]
+    (page,) = PartnerCenterSource(client).changes_since(ChangeCursor())
+    assert len(page.referrals) == 1
+    assert [r.payload for r in page.rejected] == [{}]
+
+
+def accept_update(n: int) -> PartnerUpdate:
+    return PartnerUpdate(
+        referral_id=wire(n, T0)["id"],
+        action=Action.ACCEPT,
+        deal_value=Decimal("25000.50"),
+        currency="EUR",
+        close_date=datetime(2027, 3, 31, tzinfo=UTC).date(),
+        partner_notes="Qualified by phone",
+        external_reference_id="006000000000001",
+    )
+
+
+def test_update_patches_with_the_etag_it_was_computed_from():
+    client = FakeClient([wire(1, T0)])
+    source = PartnerCenterSource(client)
+    current = source.get(wire(1, T0)["id"])
+    result = source.update(accept_update(1), current)
+    assert (result.status, result.substatus) == (Status.ACTIVE, Substatus.ACCEPTED)
+    assert result.deal.value == Decimal("25000.50")
+    assert result.external_reference_id == "006000000000001"
+    assert result.etag != current.etag
+    assert client.requests == ["GET one", "PATCH"]
+
+
+def test_stale_etag_rereads_and_reapplies_once():
+    client = FakeClient([wire(1, T0)])
+    source = PartnerCenterSource(client)
+    current = source.get(wire(1, T0)["id"])
+    client.edit(1, T0 + timedelta(seconds=1), name="Renamed by Microsoft")
+    result = source.update(accept_update(1), current)
+    assert result.status == Status.ACTIVE
+    assert result.name == "Renamed by Microsoft"
+    assert client.requests == ["GET one", "PATCH", "GET one", "PATCH"]
+
+
+def test_stale_etag_twice_is_a_conflict():
+    client = FakeClient([wire(1, T0)])
+    source = PartnerCenterSource(client)
+    current = source.get(wire(1, T0)["id"])
+    client.fail_patches = 2
+    with pytest.raises(ConflictError) as caught:
+        source.update(accept_update(1), current)
+    assert caught.value.code == "precondition_failed_twice"
+    assert client.requests.count("PATCH") == 2
+
+
+def test_update_that_no_longer_applies_after_reread_is_a_conflict_without_a_second_patch():
+    client = FakeClient([wire(1, T0)])
+    source = PartnerCenterSource(client)
+    current = source.get(wire(1, T0)["id"])
+    client.edit(1, T0 + timedelta(seconds=1), status="Closed", substatus="Expired")
+    with pytest.raises(ConflictError):
+        source.update(accept_update(1), current)
+    assert client.requests.count("PATCH") == 1
+
+
+def test_update_with_nothing_to_change_sends_nothing():
+    client = FakeClient([wire(1, T0)])
+    source = PartnerCenterSource(client)
+    current = source.get(wire(1, T0)["id"])
+    same = PartnerUpdate(referral_id=current.id, deal_value=Decimal(1000), currency="USD")
+    assert source.update(same, current) is current
+    assert client.requests == ["GET one"]

@@ -1,0 +1,165 @@
+"""Settings: TOML + environment overrides, secrets never from the text, every problem listed."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from connector.errors import ConfigError
+from connector.settings import Secret, load_settings
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+
+MINIMAL = """
+[[connection]]
+name = "contoso"
+crm = "salesforce"
+
+[connection.partner_center]
+base_url = "https://pc.example/v1.0/engagements/"
+authority = "https://login.example/tenant"
+client_id = "app"
+client_secret_env = "PC_SECRET"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems_of(path: Path, env: dict[str, str]) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_minimal_config_loads_with_defaults_and_secret_from_environment(tmp_path):
+    settings = load_settings(write(tmp_path, MINIMAL), {"PC_SECRET": "s3cret"})
+    conn = settings.connection("contoso")
+    pc = conn.partner_center
+    assert pc.base_url == "https://pc.example/v1.0/engagements"
+    assert pc.client_secret is not None
+    assert pc.client_secret.reveal() == "s3cret"
+    assert pc.auth_mode == "device_code"
+    assert pc.scopes == ("https://api.partner.microsoft.com/.default",)
+    assert pc.token_cache == tmp_path / "state/partner-center-token-cache.json"
+    assert conn.interval_seconds == 30.0
+    assert settings.state.url == "sqlite:///state/referral-sync.db"
+
+
+def test_settings_are_frozen(tmp_path):
+    settings = load_settings(write(tmp_path, MINIMAL), {"PC_SECRET": "x"})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.state = settings.state  # type: ignore[misc]
+
+
+def test_secret_never_shows_in_repr_or_str(tmp_path):
+    settings = load_settings(write(tmp_path, MINIMAL), {"PC_SECRET": "s3cret"})
+    assert "s3cret" not in repr(settings)
+    assert "s3cret" not in str(settings.connections[0].partner_center.client_secret)
+
+
+def test_secret_written_in_config_text_is_refused(tmp_path):
+    text = MINIMAL.replace('client_secret_env = "PC_SECRET"', 'client_secret = "inline"')
+    problems = problems_of(write(tmp_path, text), {})
+    assert any("client_secret" in p and "not read from the config text" in p for p in problems)
+
+
+def test_secret_from_file_is_read_and_stripped(tmp_path):
+    (tmp_path / "secret.txt").write_text("from-file\n", encoding="utf-8")
+    text = MINIMAL.replace('client_secret_env = "PC_SECRET"', 'client_secret_file = "secret.txt"')
+    settings = load_settings(write(tmp_path, text), {})
+    secret = settings.connections[0].partner_center.client_secret
+    assert isinstance(secret, Secret)
+    assert secret.reveal() == "from-file"
+
+
+def test_every_problem_is_listed_with_file_and_key(tmp_path):
+    text = """
+[logging]
+level = "loud"
+colour = true
+
+[[connection]]
+name = "Bad Name"
+crm = "hubspot"
+interval_seconds = 0
+
+[connection.partner_center]
+base_url = "http://pc.example"
+client_id = ""
+auth_mode = "password"
+password_env = "MISSING_VAR"
+"""
+    path = write(tmp_path, text)
+    problems = problems_of(path, {})
+    expected_keys = [
+        "logging.level",
+        "logging.colour",
+        "connection[0].name",
+        "connection[0].crm",
+        "connection[0].interval_seconds",
+        "connection[0].partner_center.base_url",
+        "connection[0].partner_center.authority",
+        "connection[0].partner_center.client_id",
+        "connection[0].partner_center.username",
+        "connection[0].partner_center.password_env",
+    ]
+    for key in expected_keys:
+        assert any(p.startswith(f"{path}: {key}:") for p in problems), (key, problems)
+    assert len(problems) == len(expected_keys)
+
+
+def test_environment_overrides_a_nested_value_of_a_named_connection(tmp_path):
+    env = {
+        "PC_SECRET": "x",
+        "REFERRAL_SYNC_STATE__URL": "sqlite:///tmp/other.db",
+        "REFERRAL_SYNC_CONNECTION__CONTOSO__INTERVAL_SECONDS": "90",
+        "REFERRAL_SYNC_CONNECTION__CONTOSO__PARTNER_CENTER__RETRY__MAX_ATTEMPTS": "3",
+    }
+    settings = load_settings(write(tmp_path, MINIMAL), env)
+    assert settings.state.url == "sqlite:///tmp/other.db"
+    assert settings.connections[0].interval_seconds == 90.0
+    assert settings.connections[0].partner_center.retry.max_attempts == 3
+
+
+def test_environment_override_for_an_unknown_connection_is_a_problem(tmp_path):
+    problems = problems_of(
+        write(tmp_path, MINIMAL), {"PC_SECRET": "x", "REFERRAL_SYNC_CONNECTION__NOPE__X": "1"}
+    )
+    assert problems == [
+        "REFERRAL_SYNC_CONNECTION__NOPE__X: -: names no connection defined in the config file"
+    ]
+
+
+def test_duplicate_connection_names_are_refused(tmp_path):
+    problems = problems_of(write(tmp_path, MINIMAL + MINIMAL), {"PC_SECRET": "x"})
+    assert any("used more than once" in p for p in problems)
+
+
+def test_invalid_toml_names_the_file(tmp_path):
+    path = write(tmp_path, "[[connection]\nname=")
+    problems = problems_of(path, {})
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{path}: -: not valid TOML")
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    problems = problems_of(tmp_path / "nope.toml", {})
+    assert problems == [f"{tmp_path / 'nope.toml'}: -: file not found"]
+
+
+def test_retry_cap_below_base_is_refused(tmp_path):
+    text = MINIMAL + "\n[connection.partner_center.retry]\nbase_seconds = 5\ncap_seconds = 1\n"
+    problems = problems_of(write(tmp_path, text), {"PC_SECRET": "x"})
+    assert any("retry.cap_seconds" in p for p in problems)
+
+
+@pytest.mark.parametrize("example", sorted(CONFIG_DIR.glob("*.example.toml")), ids=lambda p: p.name)
+def test_shipped_example_configs_load(example):
+    settings = load_settings(example, {"PARTNER_CENTER_CLIENT_SECRET": "x"})
+    assert settings.connections
