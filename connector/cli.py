@@ -45,6 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", type=Path, required=True, help="the TOML configuration file")
     check.set_defaults(func=run_config_check)
 
+    login = commands.add_parser(
+        "login",
+        help="sign in to a service once and keep the token cache (owner-only)",
+        description="Sign in with the device-code flow; later runs refresh from the cache.",
+        epilog="example:\n  referral-sync login partner-center --config my-config.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    login.add_argument("service", choices=["partner-center"], help="what to sign in to")
+    login.add_argument("--config", type=Path, required=True, help="the TOML configuration file")
+    login.add_argument("--connection", help="the connection's name (default: every connection)")
+    login.set_defaults(func=run_login)
+
     tour = commands.add_parser(
         "try",
         help="start the sandbox and run the Partner Center side end to end",
@@ -76,6 +88,22 @@ def run_config_check(args: argparse.Namespace) -> int:
             f"every {conn.interval_seconds:g} s"
         )
     print(f"  state: {settings.state.url}")
+    return 0
+
+
+def run_login(args: argparse.Namespace) -> int:
+    from connector.partner_center.build import build_partner_center  # noqa: PLC0415
+
+    settings = load_settings(args.config)
+    connections = [c for c in settings.connections if args.connection in (None, c.name)]
+    if not connections:
+        print(f"referral-sync: no connection named {args.connection!r}", file=sys.stderr)
+        return 2
+    for conn in connections:
+        pc = build_partner_center(conn.partner_center, prompt=print)
+        user = pc.auth.login()
+        print(f"{conn.name}: signed in to Partner Center as {user}")
+        print(f"  token cache: {conn.partner_center.token_cache} (owner-only)")
     return 0
 
 

@@ -29,9 +29,9 @@ class ChangeCursor:
     """Where a change feed stopped: a high-water mark plus what was already seen near it.
 
     ``high_water`` is the newest change time delivered. ``seen`` maps the id of every change
-    delivered within the overlap window below ``high_water`` to the change time it had, so a
-    re-read of the window (to catch late commits) never delivers the same change twice, while a
-    *new* change of the same record (a newer time) still comes through.
+    delivered within the overlap window below ``high_water`` to a stamp of that change (its
+    time, then its version), so a re-read of the window (to catch late commits) never delivers
+    the same change twice, while a *new* change of the same record still comes through.
     """
 
     high_water: datetime | None = None

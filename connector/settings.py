@@ -331,15 +331,17 @@ class _Reader:
         name = self.string(raw, "name", where)
         if name and not _NAME.match(name):
             self.fail(_join(where, "name"), "use lowercase letters, digits, '-' and '_' only")
+        crm = self.choice(raw, "crm", where, _CRMS, "salesforce")
+        interval = self.number(
+            raw, "interval_seconds", where, default=30.0, minimum=1.0, maximum=86_400.0
+        )
         if "partner_center" not in raw:
             self.fail(_join(where, "partner_center"), "is required")
             return None
         return ConnectionSettings(
             name=name,
-            crm=self.choice(raw, "crm", where, _CRMS, "salesforce"),
-            interval_seconds=self.number(
-                raw, "interval_seconds", where, default=30.0, minimum=1.0, maximum=86_400.0
-            ),
+            crm=crm,
+            interval_seconds=interval,
             partner_center=self.partner_center(
                 self.table(raw, "partner_center", where), _join(where, "partner_center")
             ),

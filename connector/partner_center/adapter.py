@@ -12,9 +12,10 @@ The change feed asks for ``updatedDateTime ge (high water - overlap)`` ordered b
   time to ask from).
 - **Overlap.** Each run re-reads a window below the high-water mark, so a change committed late
   (stamped just below what we already saw) is still caught.
-- **Identity.** A change is (referral id, updatedDateTime). The cursor remembers the changes it
-  delivered within the overlap window, so re-reads deliver none twice, while a newer change of
-  the same referral (a newer time) still comes through. Equal timestamps need no special case.
+- **Identity.** A change is (referral id, updatedDateTime, eTag): the eTag changes on every
+  write, so even two writes stamped with the same time are told apart. The cursor remembers the
+  changes it delivered within the overlap window, so re-reads deliver none twice, while a newer
+  change of the same referral still comes through. Equal timestamps need no special case.
 
 Updates are JSON Patches guarded by the eTag of the referral they were computed from. A 412
 re-reads the referral and, if the update still applies, patches again once; a second 412 or an
@@ -152,7 +153,11 @@ def _newest(items: list[Any]) -> datetime | None:
 
 
 def _identity(raw: Any) -> tuple[str | None, str | None, datetime | None]:  # noqa: ANN401 - raw wire item
-    """The (id, change time) that identifies one change, read leniently: parsing judges later."""
+    """(id, stamp, change time) of one change, read leniently: parsing judges the rest later.
+
+    The stamp is the change time in its fixed-width form, then the eTag: it orders like the time
+    (for pruning the window) and differs for every write (for recognising a re-read).
+    """
     if not isinstance(raw, Mapping):
         return None, None, None
     record_id = raw.get("id") if isinstance(raw.get("id"), str) else None
@@ -160,7 +165,10 @@ def _identity(raw: Any) -> tuple[str | None, str | None, datetime | None]:  # no
         moment = parse_datetime(raw.get("updatedDateTime"), "updatedDateTime")
     except MappingError:
         moment = None
-    return record_id, None if moment is None else format_datetime(moment), moment
+    if moment is None:
+        return record_id, None, None
+    etag = raw.get("eTag")
+    return record_id, f"{format_datetime(moment)} {etag if isinstance(etag, str) else ''}", moment
 
 
 def _within_window(
@@ -169,5 +177,5 @@ def _within_window(
     if high_water is None:
         return dict(seen)
     floor = format_datetime(high_water - overlap)
-    # format_datetime yields one fixed-width UTC form, so the strings order like the times.
+    # Stamps start with one fixed-width UTC form of the time, so they order like the times.
     return {rid: stamp for rid, stamp in seen.items() if stamp >= floor}
