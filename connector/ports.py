@@ -1,13 +1,13 @@
 """The ports: what the engine needs from the outside world, as Protocols.
 
-Real adapters (``connector.partner_center``, later ``connector.crm.*`` and ``connector.state``)
-and the fakes in ``tests/fakes.py`` satisfy these without inheriting from them. The CRM adapter
-and state store ports arrive with their issues; this module only names what exists.
+Real adapters (``connector.partner_center``, ``connector.crm.*``, later ``connector.state``)
+and the fakes in ``tests/fakes.py`` satisfy these without inheriting from them. The state store
+port arrives with its issue.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -91,4 +91,122 @@ class PartnerCenterSource(Protocol):
         On a stale eTag the referral is re-read and the update re-applied once if it is still
         valid; otherwise ``ConflictError``. Returns the referral as written (its new eTag).
         """
+        ...
+
+
+# -- the CRM side -------------------------------------------------------------------------------
+#
+# The CRM adapter speaks the CRM's own field names: the mapping (connector/mapping) turns the
+# canonical model into those names and back. The adapter owns everything vendor-shaped below
+# that: batching, the external-id upsert, accounts and contacts, change detection, metadata.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountRef:
+    """The customer's account: found by name + postal code, else created with these values."""
+
+    name: str
+    postal_code: str | None = None
+    street: str | None = None
+    city: str | None = None
+    state: str | None = None
+    country: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContactRef:
+    """A customer contact, attached to the opportunity (found by e-mail, else created)."""
+
+    last_name: str
+    first_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpportunityWrite:
+    """One opportunity to upsert, keyed by the referral id (the external id / alternate key)."""
+
+    key: str
+    fields: Mapping[str, object]
+    account: AccountRef | None = None
+    contacts: tuple[ContactRef, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriteOutcome:
+    """What happened to one write: ``created``, ``updated`` or ``failed`` (with the reason)."""
+
+    key: str
+    action: str
+    crm_id: str | None = None
+    reason: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.action == "failed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpportunityChange:
+    """One opportunity as read back from the CRM after it changed."""
+
+    crm_id: str
+    key: str | None
+    fields: Mapping[str, object]
+    modified_at: datetime
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CrmChangePage:
+    """A page of CRM changes and the cursor to store once the page is handled.
+
+    The cursor is the adapter's own JSON-able state (a watermark and ties, or a delta link).
+    """
+
+    changes: tuple[OpportunityChange, ...]
+    cursor: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FieldRequirement:
+    """A field the mapping needs on a CRM object, and how it is used."""
+
+    sobject: str
+    name: str
+    writable: bool = True
+    external_id: bool = False
+    picklist_values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetadataProblem:
+    """Something the CRM's metadata lacks, in words a CRM admin understands."""
+
+    sobject: str
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.sobject if self.field is None else f"{self.sobject}.{self.field}"
+        return f"{where}: {self.message}"
+
+
+class CrmAdapter(Protocol):
+    """A partner's CRM, as the engine sees it. Each implementation passes tests/contract."""
+
+    def upsert(self, writes: Sequence[OpportunityWrite]) -> list[WriteOutcome]:
+        """Upsert by key, batched; one outcome per write, in order. A record the CRM refuses
+        is a ``failed`` outcome with the reason, never an exception; the rest go on."""
+        ...
+
+    def changes_since(self, cursor: Mapping[str, Any] | None) -> Iterator[CrmChangePage]:
+        """Every opportunity changed since ``cursor`` (None: from the beginning), once each."""
+        ...
+
+    def check_metadata(self, required: Sequence[FieldRequirement]) -> list[MetadataProblem]:
+        """Every required field that is missing, read-only, not an external id, or lacks a
+        picklist value: all of them, not only the first."""
         ...

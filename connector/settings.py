@@ -78,11 +78,34 @@ class PartnerCenterSettings:
     retry: RetrySettings = field(default_factory=RetrySettings)
 
 
+SalesforceAuthMode = Literal["client_credentials", "jwt"]
+_SF_AUTH_MODES: tuple[SalesforceAuthMode, ...] = ("client_credentials", "jwt")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SalesforceSettings:
+    instance_url: str
+    token_url: str
+    auth_mode: SalesforceAuthMode
+    client_id: str
+    client_secret: Secret | None = None
+    username: str | None = None
+    private_key_file: Path | None = None
+    api_version: str = "62.0"
+    external_id_field: str = "Partner_Center_Referral_Id__c"
+    ca_bundle: Path | None = None
+    poll_overlap_seconds: float = 120.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    retry: RetrySettings = field(default_factory=RetrySettings)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionSettings:
     name: str
     crm: str
     partner_center: PartnerCenterSettings
+    salesforce: SalesforceSettings | None = None
     interval_seconds: float = 30.0
 
 
@@ -327,7 +350,9 @@ class _Reader:
         if not isinstance(raw, dict):
             self.fail(where, "must be a table")
             return None
-        self.unknown(raw, {"name", "crm", "interval_seconds", "partner_center"}, where)
+        self.unknown(
+            raw, {"name", "crm", "interval_seconds", "partner_center", "salesforce"}, where
+        )
         name = self.string(raw, "name", where)
         if name and not _NAME.match(name):
             self.fail(_join(where, "name"), "use lowercase letters, digits, '-' and '_' only")
@@ -335,12 +360,19 @@ class _Reader:
         interval = self.number(
             raw, "interval_seconds", where, default=30.0, minimum=1.0, maximum=86_400.0
         )
+        salesforce = None
+        if raw.get("crm", "salesforce") == "salesforce" and "salesforce" not in raw:
+            self.fail(_join(where, "salesforce"), "is required when crm = 'salesforce'")
+        elif "salesforce" in raw:
+            sf_where = _join(where, "salesforce")
+            salesforce = self.salesforce(self.table(raw, "salesforce", where), sf_where)
         if "partner_center" not in raw:
             self.fail(_join(where, "partner_center"), "is required")
             return None
         return ConnectionSettings(
             name=name,
             crm=crm,
+            salesforce=salesforce,
             interval_seconds=interval,
             partner_center=self.partner_center(
                 self.table(raw, "partner_center", where), _join(where, "partner_center")
@@ -390,6 +422,64 @@ class _Reader:
             ca_bundle=ca_bundle,
             poll_overlap_seconds=self.number(
                 raw, "poll_overlap_seconds", where, default=300.0, minimum=0.0, maximum=86_400.0
+            ),
+            connect_timeout=self.number(
+                raw, "connect_timeout", where, default=10.0, minimum=0.1, maximum=300.0
+            ),
+            read_timeout=self.number(
+                raw, "read_timeout", where, default=60.0, minimum=0.1, maximum=600.0
+            ),
+            retry=self.retry(self.table(raw, "retry", where), _join(where, "retry")),
+        )
+
+    def salesforce(self, raw: dict[str, Any], where: str) -> SalesforceSettings:
+        self.unknown(
+            raw,
+            {
+                "instance_url", "token_url", "auth_mode", "client_id", "username",
+                "private_key_file", "api_version", "external_id_field", "ca_bundle",
+                "poll_overlap_seconds", "connect_timeout", "read_timeout", "retry",
+                "client_secret", "client_secret_env", "client_secret_file",
+            },
+            where,
+        )  # fmt: skip
+        mode = self.choice(raw, "auth_mode", where, _SF_AUTH_MODES, "client_credentials")
+        instance_url = self.https_url(raw, "instance_url", where)
+        token_url = instance_url + "/services/oauth2/token"
+        if raw.get("token_url") is not None:
+            token_url = self.https_url(raw, "token_url", where)
+        username = self.optional_string(raw, "username", where)
+        key_file = None
+        if mode == "jwt":
+            if username is None:
+                self.fail(_join(where, "username"), "is required when auth_mode = 'jwt'")
+            key_file = self.path(raw, "private_key_file", where, must_exist=True)
+        version = str(raw.get("api_version", "62.0"))
+        if not re.fullmatch(r"\d{2}\.0", version):
+            self.fail(_join(where, "api_version"), f"must look like '62.0', got {version!r}")
+        external_id = self.string(
+            raw, "external_id_field", where, default="Partner_Center_Referral_Id__c"
+        )
+        if external_id and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*__c", external_id):
+            self.fail(_join(where, "external_id_field"), "must be a custom field API name (…__c)")
+        ca_bundle = None
+        if raw.get("ca_bundle") is not None:
+            ca_bundle = self.path(raw, "ca_bundle", where, must_exist=True)
+        return SalesforceSettings(
+            instance_url=instance_url,
+            token_url=token_url,
+            auth_mode=cast(SalesforceAuthMode, mode),
+            client_id=self.string(raw, "client_id", where),
+            client_secret=self.secret(
+                raw, "client_secret", where, required=mode == "client_credentials"
+            ),
+            username=username,
+            private_key_file=key_file,
+            api_version=version,
+            external_id_field=external_id,
+            ca_bundle=ca_bundle,
+            poll_overlap_seconds=self.number(
+                raw, "poll_overlap_seconds", where, default=120.0, minimum=0.0, maximum=86_400.0
             ),
             connect_timeout=self.number(
                 raw, "connect_timeout", where, default=10.0, minimum=0.1, maximum=300.0

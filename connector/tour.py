@@ -40,15 +40,31 @@ auth_mode = "device_code"
 token_cache = "{state_dir}/partner-center-token-cache.json"
 ca_bundle = "{ca_bundle}"
 poll_overlap_seconds = 60
+
+[connection.salesforce]
+instance_url = "{sf_instance_url}"
+token_url = "{sf_token_url}"
+client_id = "{sf_client_id}"
+client_secret_file = "{state_dir}/salesforce-client-secret"
+api_version = "{sf_api_version}"
+ca_bundle = "{ca_bundle}"
 """
 
 
 def write_sandbox_config(sandbox: Sandbox, state_dir: Path) -> Path:
     info = sandbox.info
+    salesforce = info["salesforce"]
+    secret = state_dir / "salesforce-client-secret"
+    secret.touch(mode=0o600)
+    secret.write_text(salesforce["client_secret"], encoding="utf-8")
     path = state_dir / "try.toml"
     path.write_text(
         CONFIG_TEMPLATE.format(
             state_dir=state_dir.resolve(),
+            sf_instance_url=salesforce["instance_url"],
+            sf_token_url=salesforce["token_url"],
+            sf_client_id=salesforce["client_id"],
+            sf_api_version=salesforce["api_version"],
             base_url=info["partner_center"]["base_url"],
             authority=info["entra"]["authority"],
             client_id=info["entra"]["partner_center"]["client_id"],

@@ -1,10 +1,11 @@
 """The sandbox: every simulator that exists, on one loopback host, over TLS, until stopped.
 
 ``Sandbox(state_dir, ...)`` makes a CA (``state_dir/ca.pem``), a tenant with fresh credentials,
-and serves Entra and Partner Center each on its own
+and serves Entra, Partner Center and Salesforce each on its own
 free port behind one :class:`~sandbox.faults.FaultInjector`, then writes ``state_dir/sandbox.json``
 (owner-only) with everything a client needs: the CA bundle, the Entra authority and credentials,
-the Partner Center base URL.
+the Partner Center base URL, and the Salesforce org's URLs and connected app (its JWT signing
+key in ``state_dir/salesforce-jwt-key.pem``, 0600).
 
 msal's password grant first calls user-realm discovery at ``https://HOST/common/userrealm/USER``
 on port 443 whatever the authority's port, so Entra is also served on ``host:443``. If that
@@ -30,6 +31,7 @@ from sandbox.faults import FaultInjector, FaultPlan
 from sandbox.http import RunningServer, serve
 from sandbox.partner_center import PartnerCenterSimulator, generate_referrals, load_seed_file
 from sandbox.requestlog import RequestLog
+from sandbox.salesforce import EXTERNAL_ID_FIELD, SalesforceSimulator, salesforce_responder
 from sandbox.tls import SandboxTLS
 from sandbox.wsgi import Environ, WSGIApp
 
@@ -37,11 +39,13 @@ logger = logging.getLogger("sandbox.app")
 
 USER_REALM_PORT = 443
 INFO_FILE = "sandbox.json"
+SALESFORCE_KEY_FILE = "salesforce-jwt-key.pem"
 
 
 class Sandbox:
     """Start with ``start()`` or ``with Sandbox(...) as sb:``; in-process objects for tests:
-    ``.tls``, ``.clock``, ``.tokens``, ``.tenant``, ``.entra``, ``.partner_center``, ``.faults``,
+    ``.tls``, ``.clock``, ``.tokens``, ``.tenant``, ``.entra``, ``.partner_center``,
+    ``.salesforce``, ``.faults``,
     ``.log``, ``.servers`` and ``.info`` (the ``sandbox.json`` dict)."""
 
     def __init__(
@@ -83,6 +87,10 @@ class Sandbox:
         self.partner_center = PartnerCenterSimulator(
             tokens=self.tokens, clock=self.clock, log=self.log
         )
+        self.salesforce = SalesforceSimulator(
+            self.clock, log=self.log, token_lifetime_s=token_lifetime_s
+        )
+        self.faults.set_responder("salesforce", salesforce_responder)
         self.servers: dict[str, RunningServer] = {}
         self.info: dict[str, Any] = {}
         self._tls: SandboxTLS | None = None
@@ -138,6 +146,7 @@ class Sandbox:
         self.log.clear()
         self.tokens.reset()
         self.entra.device_pending_polls = self._device_pending_polls
+        self.salesforce.reset()
 
     # -- servers -------------------------------------------------------------------------
 
@@ -171,6 +180,7 @@ class Sandbox:
                 )
         self._seed_partner_center()
         self._serve("partner_center", self.partner_center, self.partner_center.route_of, 0)
+        self._serve("salesforce", self.salesforce, self.salesforce.route_of, 0)
 
     def _seed_partner_center(self) -> None:
         store = self.partner_center.store
@@ -194,7 +204,32 @@ class Sandbox:
         }
         base = self.servers["partner_center"].url
         info["partner_center"] = {"base_url": f"{base}/v1.0/engagements"}
+        info["salesforce"] = self._salesforce_info()
         return info
+
+    def _salesforce_info(self) -> dict[str, Any]:
+        key_path = self.state_dir / SALESFORCE_KEY_FILE
+        write_private_bytes(key_path, self.salesforce.private_key_pem or b"")
+        instance_url = self.servers["salesforce"].url
+        app = self.salesforce.tokens.app
+        return {
+            "instance_url": instance_url,
+            "token_url": f"{instance_url}/services/oauth2/token",
+            "client_id": app.client_id,
+            "client_secret": app.client_secret,
+            "api_version": self.salesforce.api_version,
+            "username": app.username,
+            "private_key_path": str(key_path),
+            "external_id_field": EXTERNAL_ID_FIELD,
+        }
+
+
+def write_private_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path``, readable by the owner only (0600) from the first byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    path.chmod(0o600)
 
 
 def write_private_json(path: Path, data: object) -> None:

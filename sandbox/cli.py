@@ -64,7 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
     serve = commands.add_parser(
         "serve",
-        help="serve Entra and Partner Center over TLS until SIGTERM",
+        help="serve Entra, Partner Center and Salesforce over TLS until SIGTERM",
         description="Serve the simulators on HOST over TLS and write STATE_DIR/sandbox.json.",
     )
     add_serve_arguments(serve)

@@ -22,6 +22,11 @@ base_url = "https://pc.example/v1.0/engagements/"
 authority = "https://login.example/tenant"
 client_id = "app"
 client_secret_env = "PC_SECRET"
+
+[connection.salesforce]
+instance_url = "https://contoso.my.salesforce.com"
+client_id = "3MVG9-consumer-key"
+client_secret_env = "SF_SECRET"
 """
 
 
@@ -38,7 +43,7 @@ def problems_of(path: Path, env: dict[str, str]) -> list[str]:
 
 
 def test_minimal_config_loads_with_defaults_and_secret_from_environment(tmp_path):
-    settings = load_settings(write(tmp_path, MINIMAL), {"PC_SECRET": "s3cret"})
+    settings = load_settings(write(tmp_path, MINIMAL), {"PC_SECRET": "s3cret", "SF_SECRET": "sf"})
     conn = settings.connection("contoso")
     pc = conn.partner_center
     assert pc.base_url == "https://pc.example/v1.0/engagements"
@@ -52,13 +57,13 @@ def test_minimal_config_loads_with_defaults_and_secret_from_environment(tmp_path
 
 
 def test_settings_are_frozen(tmp_path):
-    settings = load_settings(write(tmp_path, MINIMAL), {"PC_SECRET": "x"})
+    settings = load_settings(write(tmp_path, MINIMAL), {"PC_SECRET": "x", "SF_SECRET": "sf"})
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.state = settings.state  # type: ignore[misc]
 
 
 def test_secret_never_shows_in_repr_or_str(tmp_path):
-    settings = load_settings(write(tmp_path, MINIMAL), {"PC_SECRET": "s3cret"})
+    settings = load_settings(write(tmp_path, MINIMAL), {"PC_SECRET": "s3cret", "SF_SECRET": "sf"})
     assert "s3cret" not in repr(settings)
     assert "s3cret" not in str(settings.connections[0].partner_center.client_secret)
 
@@ -72,7 +77,7 @@ def test_secret_written_in_config_text_is_refused(tmp_path):
 def test_secret_from_file_is_read_and_stripped(tmp_path):
     (tmp_path / "secret.txt").write_text("from-file\n", encoding="utf-8")
     text = MINIMAL.replace('client_secret_env = "PC_SECRET"', 'client_secret_file = "secret.txt"')
-    settings = load_settings(write(tmp_path, text), {})
+    settings = load_settings(write(tmp_path, text), {"SF_SECRET": "sf"})
     secret = settings.connections[0].partner_center.client_secret
     assert isinstance(secret, Secret)
     assert secret.reveal() == "from-file"
@@ -117,6 +122,7 @@ password_env = "MISSING_VAR"
 def test_environment_overrides_a_nested_value_of_a_named_connection(tmp_path):
     env = {
         "PC_SECRET": "x",
+        "SF_SECRET": "sf",
         "REFERRAL_SYNC_STATE__URL": "sqlite:///tmp/other.db",
         "REFERRAL_SYNC_CONNECTION__CONTOSO__INTERVAL_SECONDS": "90",
         "REFERRAL_SYNC_CONNECTION__CONTOSO__PARTNER_CENTER__RETRY__MAX_ATTEMPTS": "3",
@@ -129,7 +135,8 @@ def test_environment_overrides_a_nested_value_of_a_named_connection(tmp_path):
 
 def test_environment_override_for_an_unknown_connection_is_a_problem(tmp_path):
     problems = problems_of(
-        write(tmp_path, MINIMAL), {"PC_SECRET": "x", "REFERRAL_SYNC_CONNECTION__NOPE__X": "1"}
+        write(tmp_path, MINIMAL),
+        {"PC_SECRET": "x", "SF_SECRET": "sf", "REFERRAL_SYNC_CONNECTION__NOPE__X": "1"},
     )
     assert problems == [
         "REFERRAL_SYNC_CONNECTION__NOPE__X: -: names no connection defined in the config file"
@@ -137,7 +144,9 @@ def test_environment_override_for_an_unknown_connection_is_a_problem(tmp_path):
 
 
 def test_duplicate_connection_names_are_refused(tmp_path):
-    problems = problems_of(write(tmp_path, MINIMAL + MINIMAL), {"PC_SECRET": "x"})
+    problems = problems_of(
+        write(tmp_path, MINIMAL + MINIMAL), {"PC_SECRET": "x", "SF_SECRET": "sf"}
+    )
     assert any("used more than once" in p for p in problems)
 
 
@@ -153,13 +162,41 @@ def test_missing_file_is_a_config_error(tmp_path):
     assert problems == [f"{tmp_path / 'nope.toml'}: -: file not found"]
 
 
+def test_salesforce_section_is_required_for_a_salesforce_connection(tmp_path):
+    text = MINIMAL[: MINIMAL.index("[connection.salesforce]")]
+    problems = problems_of(write(tmp_path, text), {"PC_SECRET": "x"})
+    assert problems == [
+        f"{tmp_path / 'config.toml'}: connection[0].salesforce: is required when crm = 'salesforce'"
+    ]
+
+
+def test_salesforce_settings_default_the_token_url_and_external_id_field(tmp_path):
+    settings = load_settings(write(tmp_path, MINIMAL), {"PC_SECRET": "x", "SF_SECRET": "sf"})
+    sf = settings.connections[0].salesforce
+    assert sf is not None
+    assert sf.token_url == "https://contoso.my.salesforce.com/services/oauth2/token"
+    assert sf.external_id_field == "Partner_Center_Referral_Id__c"
+    assert sf.auth_mode == "client_credentials"
+    assert sf.api_version == "62.0"
+
+
+def test_salesforce_jwt_needs_a_username_and_an_existing_key_file(tmp_path):
+    text = MINIMAL.replace(
+        'client_secret_env = "SF_SECRET"', 'auth_mode = "jwt"\nprivate_key_file = "nope.pem"'
+    )
+    problems = problems_of(write(tmp_path, text), {"PC_SECRET": "x"})
+    assert any("salesforce.username: is required when auth_mode = 'jwt'" in p for p in problems)
+    assert any("salesforce.private_key_file: file not found" in p for p in problems)
+
+
 def test_retry_cap_below_base_is_refused(tmp_path):
     text = MINIMAL + "\n[connection.partner_center.retry]\nbase_seconds = 5\ncap_seconds = 1\n"
-    problems = problems_of(write(tmp_path, text), {"PC_SECRET": "x"})
+    problems = problems_of(write(tmp_path, text), {"PC_SECRET": "x", "SF_SECRET": "sf"})
     assert any("retry.cap_seconds" in p for p in problems)
 
 
 @pytest.mark.parametrize("example", sorted(CONFIG_DIR.glob("*.example.toml")), ids=lambda p: p.name)
 def test_shipped_example_configs_load(example):
-    settings = load_settings(example, {"PARTNER_CENTER_CLIENT_SECRET": "x"})
+    env = {"PARTNER_CENTER_CLIENT_SECRET": "x", "SALESFORCE_CLIENT_SECRET": "y"}
+    settings = load_settings(example, env)
     assert settings.connections

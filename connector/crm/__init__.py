@@ -1,0 +1,1 @@
+"""CRM adapters: one folder per CRM, each satisfying :class:`connector.ports.CrmAdapter`."""

@@ -1,0 +1,1 @@
+"""Salesforce: tokens (auth), simple-salesforce calls (client), wire shapes, the CRM adapter."""

@@ -1,0 +1,521 @@
+"""The Salesforce CRM adapter (``ports.CrmAdapter``): wire ⇄ port values, vendor ⇄ our errors.
+
+**Upsert.** For a batch of writes, in this order, each step batched:
+
+1. Accounts: every distinct (name, postal code) is looked up with one SOQL query per 50
+   (``Name = … AND BillingPostalCode = …``, literals escaped by :func:`soql_quote`); the
+   missing ones are created (``POST sobjects/Account``, one per new account). Several matches:
+   the oldest (lowest Id) wins.
+2. Contacts: found by e-mail (``Email IN (…)``, case-insensitive, as Salesforce compares),
+   else created. A contact without an e-mail cannot be found again, so it is not created (that
+   would duplicate it on every replay): it is skipped and logged.
+3. Opportunities: sObject Collections upsert on the external id field, ≤ 200 records a call,
+   ``allOrNone: false``; a key repeated within a batch starts a new call, so the later write
+   lands last. Each record's result becomes ``created``/``updated``/``failed`` (with
+   ``statusCode: message (fields)``), in input order.
+4. Contact roles: ``OpportunityContactRole`` rows that do not exist yet are created.
+
+A record-level refusal at any step fails that write only (its outcome says which step and
+why); so does a whole collection call that is refused permanently (every write in it fails with
+that reason: the daemon dead-letters them and goes on). Transient, rate-limit and auth errors
+propagate: every step is an idempotent upsert or find-or-create, so the next cycle simply
+repeats the batch.
+
+**Change feed.** ``SELECT … FROM Opportunity WHERE SystemModstamp >= (high water - overlap)
+ORDER BY SystemModstamp, Id`` through ``queryAll`` (so deletions arrive, as ``IsDeleted``).
+One page of results is one :class:`CrmChangePage`. A change is (Id, SystemModstamp): the cursor
+(:class:`ports.ChangeCursor` as JSON: ``high_water`` + ``seen``) remembers every change within
+the overlap window, so re-reading the window (to catch late commits, and ties at the boundary)
+delivers nothing twice, while a newer change of the same record comes through. Field values
+come back typed by the describe metadata: ``Decimal`` for currency/double/percent, ``int``,
+``date``, aware UTC ``datetime``, ``bool``, else text.
+
+**Metadata.** :meth:`check_metadata` describes each object once and reports every problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from connector.crm.salesforce import wire
+from connector.crm.salesforce.client import COLLECTION_LIMIT, SalesforceClient
+from connector.crm.salesforce.metadata import field_problems, with_external_id
+from connector.crm.salesforce.soql import soql_datetime, soql_in, soql_quote
+from connector.errors import MappingError, PermanentError, RecordRejected, StateError
+from connector.model.values import format_datetime, parse_datetime
+from connector.ports import (
+    AccountRef,
+    ChangeCursor,
+    ContactRef,
+    CrmChangePage,
+    FieldRequirement,
+    MetadataProblem,
+    OpportunityChange,
+    OpportunityWrite,
+    WriteOutcome,
+)
+
+OPPORTUNITY = "Opportunity"
+ACCOUNT = "Account"
+CONTACT = "Contact"
+CONTACT_ROLE = "OpportunityContactRole"
+LOOKUP_CHUNK = 50
+"""Values per lookup query: keeps the GET URL well under Salesforce's 16 KB limit."""
+DEFAULT_READ_FIELDS: tuple[str, ...] = (
+    "Name",
+    "StageName",
+    "Amount",
+    "CloseDate",
+    "Probability",
+    "IsClosed",
+    "IsWon",
+    "Description",
+    "NextStep",
+    "AccountId",
+    "CurrencyIsoCode",
+    "LastModifiedDate",
+)
+"""Opportunity fields the change feed reads when they exist in the org (others are skipped)."""
+_DECIMAL_TYPES = frozenset({"currency", "double", "percent"})
+
+
+class SalesforceAdapter:
+    """A Salesforce org as the engine sees it (``ports.CrmAdapter``)."""
+
+    def __init__(
+        self,
+        client: SalesforceClient,
+        *,
+        external_id_field: str,
+        read_fields: Sequence[str] = DEFAULT_READ_FIELDS,
+        overlap: timedelta = timedelta(minutes=2),
+        logger: FilteringBoundLogger | None = None,
+    ) -> None:
+        self._client = client
+        self._ext = external_id_field
+        self._read_fields = tuple(read_fields)
+        self._overlap = overlap
+        self._log: FilteringBoundLogger = logger or structlog.get_logger(__name__)
+        self._describes: dict[str, dict[str, wire.DescribeField]] = {}
+
+    @property
+    def client(self) -> SalesforceClient:
+        return self._client
+
+    # -- upsert -------------------------------------------------------------------------------
+
+    def upsert(self, writes: Sequence[OpportunityWrite]) -> list[WriteOutcome]:
+        failed: dict[int, str] = {}
+        accounts = self._accounts(writes, failed)
+        contacts = self._contacts(writes, accounts, failed)
+        outcomes: dict[int, WriteOutcome] = {
+            i: WriteOutcome(key=w.key, action="failed", reason=failed[i])
+            for i, w in enumerate(writes)
+            if i in failed
+        }
+        pending = [i for i in range(len(writes)) if i not in failed]
+        for chunk in _chunks(pending, writes):
+            records = [_opportunity_record(writes[i], self._ext, accounts.get(i)) for i in chunk]
+            try:
+                results = self._client.upsert_collection(OPPORTUNITY, self._ext, records)
+            except PermanentError as exc:
+                self._log.warning("opportunity_batch_refused", count=len(chunk), reason=str(exc))
+                for i in chunk:
+                    outcomes[i] = WriteOutcome(key=writes[i].key, action="failed", reason=str(exc))
+                continue
+            for i, result in zip(chunk, results, strict=True):
+                outcomes[i] = self._outcome(writes[i].key, result)
+        self._contact_roles(writes, outcomes, contacts)
+        return [outcomes[i] for i in range(len(writes))]
+
+    def _outcome(self, key: str, result: wire.UpsertResult) -> WriteOutcome:
+        crm_id = result.get("id") or None
+        if result.get("success") is True and crm_id:
+            action = "created" if result.get("created") else "updated"
+            self._log.info("opportunity_upserted", referral_id=key, crm_id=crm_id, action=action)
+            return WriteOutcome(key=key, action=action, crm_id=crm_id)
+        reason = save_errors_text(result.get("errors") or []) or "refused without a reason"
+        self._log.warning("opportunity_rejected", referral_id=key, reason=reason)
+        return WriteOutcome(key=key, action="failed", crm_id=crm_id, reason=reason)
+
+    def _accounts(
+        self, writes: Sequence[OpportunityWrite], failed: dict[int, str]
+    ) -> dict[int, str]:
+        """Index of write → Account Id, finding or creating each distinct account once."""
+        wanted: dict[Hashable, AccountRef] = {}
+        for w in writes:
+            if w.account is not None:
+                wanted.setdefault(_account_key(w.account), w.account)
+        found: dict[Hashable, str] = {}
+        for chunk in _batches(list(wanted.values()), LOOKUP_CHUNK):
+            for row in self._client.query(_account_lookup(chunk)):
+                name, postal, row_id = row.get("Name"), row.get("BillingPostalCode"), row.get("Id")
+                if isinstance(name, str) and isinstance(row_id, str):
+                    found.setdefault((name.casefold(), postal or None), row_id)
+        errors = self._create_missing(
+            ACCOUNT,
+            {k: (f"account {r.name!r}", _account_record(r)) for k, r in wanted.items()},
+            found,
+        )
+        ids: dict[int, str] = {}
+        for i, w in enumerate(writes):
+            if w.account is not None:
+                key = _account_key(w.account)
+                if key in found:
+                    ids[i] = found[key]
+                else:
+                    failed[i] = errors[key]
+        return ids
+
+    def _contacts(
+        self,
+        writes: Sequence[OpportunityWrite],
+        accounts: Mapping[int, str],
+        failed: dict[int, str],
+    ) -> dict[int, list[str]]:
+        """Index of write → Contact Ids, found by e-mail or created."""
+        wanted: dict[Hashable, tuple[str, dict[str, object]]] = {}
+        for i, w in enumerate(writes):
+            for contact in w.contacts if i not in failed else ():
+                if contact.email:
+                    record = _contact_record(contact, accounts.get(i))
+                    wanted.setdefault(
+                        contact.email.casefold(), (f"contact {contact.last_name!r}", record)
+                    )
+                else:
+                    self._log.info("contact_skipped_without_email", referral_id=w.key)
+        found: dict[Hashable, str] = {}
+        for chunk in _batches(sorted(str(k) for k in wanted), LOOKUP_CHUNK):
+            soql = f"SELECT Id, Email FROM Contact WHERE Email IN {soql_in(chunk)} ORDER BY Id"  # noqa: S608 - values are soql_quote literals
+            for row in self._client.query(soql):
+                email, row_id = row.get("Email"), row.get("Id")
+                if isinstance(email, str) and isinstance(row_id, str):
+                    found.setdefault(email.casefold(), row_id)
+        errors = self._create_missing(CONTACT, wanted, found)
+        ids: dict[int, list[str]] = {}
+        for i, w in enumerate(writes):
+            emails = [c.email.casefold() for c in w.contacts if c.email] if i not in failed else []
+            problems = [errors[e] for e in emails if e in errors]
+            if problems:
+                failed[i] = "; ".join(problems)
+            elif emails:
+                ids[i] = list(dict.fromkeys(found[e] for e in emails))
+        return ids
+
+    def _create_missing(
+        self,
+        sobject: str,
+        wanted: Mapping[Hashable, tuple[str, dict[str, object]]],
+        found: dict[Hashable, str],
+    ) -> dict[Hashable, str]:
+        """Create each wanted record not in ``found`` (adding it there); key → why it failed."""
+        errors: dict[Hashable, str] = {}
+        for key, (what, record) in wanted.items():
+            if key in found:
+                continue
+            try:
+                found[key] = self._client.create(sobject, record)
+            except PermanentError as exc:
+                errors[key] = f"{what} could not be created: {exc}"
+                continue
+            self._log.info("crm_record_created", sobject=sobject, crm_id=found[key])
+        return errors
+
+    def _contact_roles(
+        self,
+        writes: Sequence[OpportunityWrite],
+        outcomes: dict[int, WriteOutcome],
+        contacts: Mapping[int, list[str]],
+    ) -> None:
+        """Create the OpportunityContactRole rows that are missing (none twice on replay)."""
+        wanted = {
+            i: (outcomes[i].crm_id, ids)
+            for i, ids in contacts.items()
+            if not outcomes[i].failed and outcomes[i].crm_id
+        }
+        if not wanted:
+            return
+        existing: set[tuple[str, str]] = set()
+        opportunity_ids = sorted({opp for opp, _ in wanted.values() if opp})
+        for chunk in _batches(opportunity_ids, LOOKUP_CHUNK):
+            ids = soql_in(chunk)
+            soql = (
+                f"SELECT OpportunityId, ContactId FROM {CONTACT_ROLE} WHERE OpportunityId IN {ids}"  # noqa: S608 - soql_quote literals
+            )
+            for row in self._client.query(soql):
+                existing.add((_id15(row.get("OpportunityId")), _id15(row.get("ContactId"))))
+        for i, (opportunity_id, contact_ids) in wanted.items():
+            assert opportunity_id is not None  # noqa: S101 - filtered above
+            for contact_id in contact_ids:
+                pair = (_id15(opportunity_id), _id15(contact_id))
+                if pair in existing:
+                    continue
+                record = {
+                    wire.CONTACT_ROLE_OPPORTUNITY: opportunity_id,
+                    wire.CONTACT_ROLE_CONTACT: contact_id,
+                }
+                try:
+                    self._client.create(CONTACT_ROLE, record)
+                    existing.add(pair)
+                except PermanentError as exc:
+                    outcomes[i] = replace(
+                        outcomes[i],
+                        action="failed",
+                        reason=f"opportunity written, but its contact role was refused: {exc}",
+                    )
+                    break
+
+    # -- change feed --------------------------------------------------------------------------
+
+    def changes_since(self, cursor: Mapping[str, Any] | None) -> Iterator[CrmChangePage]:
+        start = _read_cursor(cursor)
+        fields = self._describe(OPPORTUNITY)
+        selected = self._selected_fields(fields)
+        soql = f"SELECT {', '.join(selected)} FROM {OPPORTUNITY}"  # noqa: S608 - names from describe
+        if start.high_water is not None:
+            bound = soql_datetime(start.high_water - self._overlap)
+            soql += f" WHERE {wire.SYSTEM_MODSTAMP} >= {bound}"
+        soql += f" ORDER BY {wire.SYSTEM_MODSTAMP}, {wire.ID}"
+        feed = _Feed(start, self._overlap)
+        for page in self._client.query_pages(soql, include_deleted=True):
+            changes = []
+            for row in page.get("records", []):
+                change = self._change(row, fields)
+                if change is not None and feed.deliver(change):
+                    changes.append(change)
+            yield CrmChangePage(changes=tuple(changes), cursor=feed.cursor().to_json())
+
+    def _selected_fields(self, fields: Mapping[str, wire.DescribeField]) -> list[str]:
+        always = [wire.ID, self._ext, wire.SYSTEM_MODSTAMP, wire.IS_DELETED]
+        chosen: list[str] = []
+        for name in [*always, *self._read_fields]:
+            known = fields.get(name.casefold())
+            if known is None:
+                if name in always and name != self._ext:
+                    chosen.append(name)  # system fields exist on every object
+                continue
+            real = known.get("name", name)
+            if real.casefold() not in {c.casefold() for c in chosen}:
+                chosen.append(real)
+        return chosen
+
+    def _change(
+        self, row: Mapping[str, Any], fields: Mapping[str, wire.DescribeField]
+    ) -> OpportunityChange | None:
+        crm_id = row.get(wire.ID)
+        try:
+            modified = parse_datetime(row.get(wire.SYSTEM_MODSTAMP), wire.SYSTEM_MODSTAMP)
+        except MappingError:
+            modified = None
+        if not isinstance(crm_id, str) or modified is None:
+            self._log.warning("opportunity_change_unreadable", crm_id=crm_id)
+            return None
+        values: dict[str, object] = {}
+        for name, raw in row.items():
+            if name == "attributes":
+                continue
+            described = fields.get(name.casefold())
+            values[name] = typed_value(raw, described.get("type", "") if described else "")
+        key = row.get(self._ext)
+        return OpportunityChange(
+            crm_id=crm_id,
+            key=key if isinstance(key, str) and key else None,
+            fields=values,
+            modified_at=modified,
+            deleted=row.get(wire.IS_DELETED) is True,
+        )
+
+    # -- metadata -----------------------------------------------------------------------------
+
+    def check_metadata(self, required: Sequence[FieldRequirement]) -> list[MetadataProblem]:
+        needs = with_external_id(required, self._ext)
+        problems: list[MetadataProblem] = []
+        described: dict[str, dict[str, wire.DescribeField] | None] = {}
+        for need in needs:
+            if need.sobject not in described:
+                described[need.sobject] = self._describe_or_none(need.sobject)
+                if described[need.sobject] is None:
+                    problems.append(
+                        MetadataProblem(
+                            sobject=need.sobject,
+                            field=None,
+                            message="the object does not exist, or the integration user has "
+                            "no access to it (check its profile or permission set)",
+                        )
+                    )
+            fields = described[need.sobject]
+            if fields is not None:
+                problems.extend(field_problems(need, fields.get(need.name.casefold())))
+        return problems
+
+    def _describe_or_none(self, sobject: str) -> dict[str, wire.DescribeField] | None:
+        try:
+            return self._describe(sobject, fresh=True)
+        except RecordRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _describe(self, sobject: str, *, fresh: bool = False) -> dict[str, wire.DescribeField]:
+        if fresh or sobject not in self._describes:
+            answer = self._client.describe(sobject)
+            self._describes[sobject] = {
+                f["name"].casefold(): f
+                for f in answer.get("fields", [])
+                if isinstance(f, dict) and isinstance(f.get("name"), str)
+            }
+        return self._describes[sobject]
+
+
+# -- upsert helpers -----------------------------------------------------------------------------
+
+
+def save_errors_text(errors: Iterable[wire.SaveError]) -> str:
+    """``STATUS: message (fields: a, b)`` for each error of a Collections result, joined."""
+    parts = []
+    for error in errors:
+        text = f"{error.get('statusCode') or 'UNKNOWN'}: {error.get('message') or ''}".strip()
+        fields = error.get("fields") or []
+        if fields:
+            text += f" (fields: {', '.join(fields)})"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def _chunks(indexes: list[int], writes: Sequence[OpportunityWrite]) -> Iterator[list[int]]:
+    """≤ 200 writes a chunk; a key seen already in the chunk starts the next one."""
+    chunk: list[int] = []
+    keys: set[str] = set()
+    for i in indexes:
+        key = writes[i].key.casefold()  # external ids match case-insensitively
+        if len(chunk) == COLLECTION_LIMIT or key in keys:
+            yield chunk
+            chunk, keys = [], set()
+        chunk.append(i)
+        keys.add(key)
+    if chunk:
+        yield chunk
+
+
+def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _opportunity_record(
+    write: OpportunityWrite, external_id_field: str, account_id: str | None
+) -> dict[str, object]:
+    record = {k: v for k, v in write.fields.items() if k.casefold() != external_id_field.casefold()}
+    record[external_id_field] = write.key
+    if account_id is not None:
+        record[wire.ACCOUNT_ID] = account_id
+    return record
+
+
+def _account_key(ref: AccountRef) -> tuple[str, str | None]:
+    return ref.name.casefold(), ref.postal_code or None
+
+
+def _account_lookup(refs: list[AccountRef]) -> str:
+    terms = []
+    for ref in refs:
+        postal = soql_quote(ref.postal_code) if ref.postal_code else "null"
+        terms.append(f"(Name = {soql_quote(ref.name)} AND BillingPostalCode = {postal})")
+    return (
+        "SELECT Id, Name, BillingPostalCode FROM Account WHERE "  # noqa: S608 - soql_quote literals
+        + " OR ".join(terms)
+        + " ORDER BY Id"
+    )
+
+
+def _account_record(ref: AccountRef) -> dict[str, object]:
+    return {
+        name: getattr(ref, attr)
+        for attr, name in wire.ACCOUNT_FIELDS.items()
+        if getattr(ref, attr) is not None
+    }
+
+
+def _contact_record(ref: ContactRef, account_id: str | None) -> dict[str, object]:
+    record: dict[str, object] = {
+        name: getattr(ref, attr)
+        for attr, name in wire.CONTACT_FIELDS.items()
+        if getattr(ref, attr) is not None
+    }
+    if account_id is not None:
+        record[wire.ACCOUNT_ID] = account_id
+    return record
+
+
+def _id15(value: object) -> str:
+    """Salesforce ids compare by their case-sensitive 15-character form."""
+    return str(value)[:15] if value else ""
+
+
+# -- change feed helpers ------------------------------------------------------------------------
+
+
+def typed_value(raw: object, field_type: str) -> object:
+    """A describe-typed Python value for a Salesforce JSON value (unknown types: as sent)."""
+    try:
+        if field_type in _DECIMAL_TYPES and isinstance(raw, int | float | Decimal | str):
+            return raw if isinstance(raw, Decimal) else Decimal(str(raw))
+        if field_type == "int" and isinstance(raw, int | Decimal | str):
+            return int(raw)
+        if field_type == "date" and isinstance(raw, str):
+            return date.fromisoformat(raw[:10])
+        if field_type == "datetime" and isinstance(raw, str):
+            return parse_datetime(raw, "datetime") or raw
+    except (ArithmeticError, ValueError, MappingError):
+        return raw
+    return raw
+
+
+@dataclass
+class _Feed:
+    """One run of the change feed: the high water and the changes seen in the window."""
+
+    start: ChangeCursor
+    overlap: timedelta
+    high_water: datetime | None = None
+    seen: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.high_water = self.start.high_water
+        self.seen = dict(self.start.seen)
+
+    def deliver(self, change: OpportunityChange) -> bool:
+        """Record ``change``; False if it was delivered before (a re-read of the window)."""
+        stamp = format_datetime(change.modified_at)
+        if self.seen.get(change.crm_id) == stamp:
+            return False
+        self.seen[change.crm_id] = stamp
+        if self.high_water is None or change.modified_at > self.high_water:
+            self.high_water = change.modified_at
+        return True
+
+    def cursor(self) -> ChangeCursor:
+        if self.high_water is None:
+            return ChangeCursor(None, dict(self.seen))
+        floor = format_datetime(self.high_water - self.overlap)
+        # Stamps are one fixed-width UTC form, so they order like the times they stand for.
+        return ChangeCursor(self.high_water, {cid: s for cid, s in self.seen.items() if s >= floor})
+
+
+def _read_cursor(cursor: Mapping[str, Any] | None) -> ChangeCursor:
+    if cursor is None:
+        return ChangeCursor()
+    try:
+        start = ChangeCursor.from_json(cursor)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise StateError(f"the stored Salesforce change cursor is unreadable: {exc}") from exc
+    if start.high_water is not None and start.high_water.utcoffset() is None:
+        raise StateError("the stored Salesforce change cursor has a naive high_water")
+    return start
