@@ -1,8 +1,7 @@
 """The ports: what the engine needs from the outside world, as Protocols.
 
-Real adapters (``connector.partner_center``, ``connector.crm.*``, later ``connector.state``)
-and the fakes in ``tests/fakes.py`` satisfy these without inheriting from them. The state store
-port arrives with its issue.
+Real adapters (``connector.partner_center``, ``connector.crm.*``, ``connector.state``) and the
+fakes in ``tests/fakes.py`` satisfy these without inheriting from them.
 """
 
 from __future__ import annotations
@@ -10,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from connector.errors import MappingError
@@ -210,3 +210,149 @@ class CrmAdapter(Protocol):
         """Every required field that is missing, read-only, not an external id, or lacks a
         picklist value: all of them, not only the first."""
         ...
+
+
+# -- the state store ----------------------------------------------------------------------------
+#
+# What the engine remembers between cycles and across crashes, per connection: where each change
+# feed stopped (cursors), which referral is which opportunity (links, with the fingerprints that
+# stop echo loops), what could not be synced (dead letters) and what each cycle did (runs).
+# Implementations: ``connector.state.memory`` and ``connector.state.sql`` (SQLite, Postgres);
+# both pass tests/contract/test_state_store_contract.py.
+
+
+class Direction(StrEnum):
+    """Which way a record travels: Partner Center → CRM, or CRM → Partner Center."""
+
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Link:
+    """One referral paired with its CRM opportunity, and what was last synced between them.
+
+    ``referral_id`` is the key (compared case-insensitively, as the CRM's external id is).
+    ``inbound_fingerprint``: a digest of the Partner-Center-owned fields as last written to the
+    CRM. ``outbound_fingerprint``: a digest of the CRM-owned fields as Partner Center last had
+    them from us (or as we first wrote them into the CRM). ``etag``: the referral's last eTag.
+    ``crm_id_written``: Partner Center's externalReferenceId already holds ``crm_id``.
+    """
+
+    referral_id: str
+    crm_id: str | None = None
+    engagement_id: str | None = None
+    inbound_fingerprint: str | None = None
+    outbound_fingerprint: str | None = None
+    etag: str | None = None
+    crm_id_written: bool = False
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetterEntry:
+    """A record that could not be synced, as the engine reports it."""
+
+    direction: Direction
+    record_id: str | None  # the referral id (inbound) or the CRM id (outbound), when known
+    reason: str
+    payload: Mapping[str, Any]  # JSON-able: the record as received
+    seen_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetter:
+    """A dead letter as stored: one row per (connection, direction, record) while unresolved;
+    a record that fails again bumps ``attempts`` and ``last_seen`` and takes the new reason."""
+
+    id: int
+    connection: str
+    direction: Direction
+    record_id: str | None
+    reason: str
+    payload: Mapping[str, Any]
+    attempts: int
+    first_seen: datetime
+    last_seen: datetime
+    resolved_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRecord:
+    """One cycle of one direction of one connection."""
+
+    id: int
+    connection: str
+    direction: Direction
+    started_at: datetime
+    finished_at: datetime | None = None
+    outcome: str | None = None  # "ok" | "partial" (some records dead-lettered) | "failed"
+    counts: Mapping[str, int] = field(default_factory=dict)
+    errors: tuple[str, ...] = ()
+
+
+class StateStore(Protocol):
+    """Cursors, links, dead letters and runs, per connection. Every method is atomic; a failure
+    to read or write raises :class:`~connector.errors.StateError`."""
+
+    def get_cursor(self, connection: str, stream: str) -> Mapping[str, Any] | None:
+        """The JSON-able cursor last stored for this feed, or None."""
+        ...
+
+    def set_cursor(self, connection: str, stream: str, cursor: Mapping[str, Any]) -> None: ...
+
+    def get_link(self, connection: str, referral_id: str) -> Link | None: ...
+
+    def get_link_by_crm_id(self, connection: str, crm_id: str) -> Link | None: ...
+
+    def put_link(self, connection: str, link: Link) -> None:
+        """Insert or replace the link with this referral id."""
+        ...
+
+    def links_awaiting_crm_id(self, connection: str, limit: int = 100) -> list[Link]:
+        """Links with a ``crm_id`` that Partner Center does not hold yet (oldest first)."""
+        ...
+
+    def record_page(
+        self,
+        connection: str,
+        stream: str,
+        *,
+        links: Sequence[Link],
+        dead_letters: Sequence[DeadLetterEntry],
+        resolved: Sequence[tuple[Direction, str]] = (),
+        cursor: Mapping[str, Any],
+    ) -> None:
+        """All of one page in one transaction: its links, its dead letters, the dead letters it
+        resolved (records that synced this time), then the cursor. All or nothing."""
+        ...
+
+    def add_dead_letter(self, connection: str, entry: DeadLetterEntry) -> DeadLetter: ...
+
+    def dead_letters(
+        self, connection: str | None = None, *, include_resolved: bool = False
+    ) -> list[DeadLetter]:
+        """Oldest first."""
+        ...
+
+    def get_dead_letter(self, dead_letter_id: int) -> DeadLetter | None: ...
+
+    def resolve_dead_letter(self, dead_letter_id: int, at: datetime) -> None: ...
+
+    def start_run(self, connection: str, direction: Direction, at: datetime) -> int: ...
+
+    def finish_run(
+        self,
+        run_id: int,
+        at: datetime,
+        *,
+        outcome: str,
+        counts: Mapping[str, int],
+        errors: Sequence[str] = (),
+    ) -> None: ...
+
+    def recent_runs(self, connection: str | None = None, limit: int = 20) -> list[RunRecord]:
+        """Newest first."""
+        ...
+
+    def close(self) -> None: ...

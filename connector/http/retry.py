@@ -19,11 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import tenacity
 
 from connector.errors import TransientError
+
+if TYPE_CHECKING:
+    from connector.settings import RetrySettings
 
 T = TypeVar("T")
 
@@ -58,6 +61,16 @@ class RetryPolicy:
             problems.append("jitter must be between 0 and 1")
         if problems:
             raise ValueError("invalid retry policy: " + "; ".join(problems))
+
+    @classmethod
+    def from_settings(cls, settings: RetrySettings) -> RetryPolicy:
+        """The policy a connection's ``[...retry]`` table asks for."""
+        return cls(
+            max_attempts=settings.max_attempts,
+            max_total_s=settings.max_seconds,
+            base_s=settings.base_seconds,
+            cap_s=settings.cap_seconds,
+        )
 
     def backoff(self, failed_attempt: int, rng: random.Random) -> float:
         """The jittered exponential wait after attempt number ``failed_attempt`` (1-based)."""

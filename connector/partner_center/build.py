@@ -13,7 +13,7 @@ from connector.http.session import build_session
 from connector.partner_center.adapter import PartnerCenterSource
 from connector.partner_center.auth import PartnerCenterAuth
 from connector.partner_center.client import PartnerCenterClient
-from connector.settings import PartnerCenterSettings, RetrySettings
+from connector.settings import PartnerCenterSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,15 +23,6 @@ class PartnerCenter:
     auth: PartnerCenterAuth
     client: PartnerCenterClient
     source: PartnerCenterSource
-
-
-def retry_policy(settings: RetrySettings) -> RetryPolicy:
-    return RetryPolicy(
-        max_attempts=settings.max_attempts,
-        max_total_s=settings.max_seconds,
-        base_s=settings.base_seconds,
-        cap_s=settings.cap_seconds,
-    )
 
 
 def build_partner_center(
@@ -62,7 +53,7 @@ def build_partner_center(
         settings.base_url,
         auth,
         session=session,
-        retry=retry_policy(settings.retry),
+        retry=RetryPolicy.from_settings(settings.retry),
         timeout=timeout,
         logger=logger,
     )

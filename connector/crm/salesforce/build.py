@@ -29,15 +29,6 @@ class SalesforceConnection:
     adapter: SalesforceAdapter
 
 
-def retry_policy(settings: RetrySettings) -> RetryPolicy:
-    return RetryPolicy(
-        max_attempts=settings.max_attempts,
-        max_total_s=settings.max_seconds,
-        base_s=settings.base_seconds,
-        cap_s=settings.cap_seconds,
-    )
-
-
 def build_salesforce(
     settings: SalesforceSettings,
     *,
@@ -68,7 +59,7 @@ def build_salesforce(
         instance_url=settings.instance_url,
         api_version=settings.api_version,
         session=session,
-        retry=retry_policy(settings.retry),
+        retry=RetryPolicy.from_settings(settings.retry),
         timeout=timeout,
         quota_wait_s=quota_wait_s,
         query_batch_size=query_batch_size,
