@@ -1,4 +1,4 @@
-"""Dependencies point inward: the model (and the wire conversion) import no I/O library."""
+"""Dependencies point inward: the model, the mapping and the wire shapes import no I/O library."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import pytest
 ROOT = Path(__file__).parents[2]
 PURE_FILES = [
     *sorted((ROOT / "connector" / "model").glob("*.py")),
+    *sorted((ROOT / "connector" / "mapping").glob("*.py")),
+    ROOT / "connector" / "ports.py",
     ROOT / "connector" / "partner_center" / "wire.py",
     ROOT / "connector" / "partner_center" / "convert.py",
 ]
@@ -24,10 +26,15 @@ ALLOWED = {
     "datetime",
     "decimal",
     "enum",
+    "hashlib",  # fingerprints
+    "json",  # canonical text for fingerprints (no file is read)
     "re",
+    "string",  # template fields
     "typing",
     "connector.errors",
+    "connector.mapping",
     "connector.model",
+    "connector.ports",
     "connector.partner_center.wire",
 }
 IO_LIBRARIES = (
@@ -75,6 +82,7 @@ def test_pure_module_imports_only_the_standard_library_and_the_model(path: Path)
 def test_the_scan_sees_every_model_module():
     names = {p.name for p in PURE_FILES}
     assert {"lifecycle.py", "referral.py", "update.py", "values.py", "__init__.py"} <= names
+    assert {"parse.py", "inbound.py", "outbound.py", "spec.py", "sources.py"} <= names
 
 
 def test_the_scan_would_catch_an_io_import(tmp_path: Path):
@@ -90,7 +98,7 @@ def test_the_scan_would_catch_an_io_import(tmp_path: Path):
 def test_importing_the_model_loads_no_io_library():
     code = (
         "import json, sys\n"
-        "import connector.model, connector.partner_center.convert\n"
+        "import connector.model, connector.mapping, connector.partner_center.convert\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
     result = subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
