@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -32,24 +32,48 @@ class ChangeCursor:
     delivered within the overlap window below ``high_water`` to a stamp of that change (its
     time, then its version), so a re-read of the window (to catch late commits) never delivers
     the same change twice, while a *new* change of the same record still comes through.
+    ``polled_at`` is when the poll that wrote this cursor began (our clock).
     """
 
     high_water: datetime | None = None
     seen: Mapping[str, str] = field(default_factory=dict)
+    polled_at: datetime | None = None
+
+    def read_from(self, overlap: timedelta) -> datetime | None:
+        """Where the next poll starts reading (``>=``): ``overlap`` below the high water, to catch
+        changes committed late, but no further back than ``overlap`` before the previous poll
+        began (whatever was committed by then, that poll saw), and never above the high water
+        (more changes may share its time). So once a poll has run ``overlap`` after the last
+        change, an idle poll re-reads only the high water's own instant: one request.
+
+        ``overlap`` must cover the longest commit delay plus the clock skew between us and
+        the server.
+        """
+        if self.high_water is None:
+            return None
+        start = self.high_water - overlap
+        if self.polled_at is not None:
+            start = max(start, min(self.high_water, self.polled_at - overlap))
+        return start
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "high_water": None if self.high_water is None else self.high_water.isoformat(),
             "seen": dict(self.seen),
         }
+        if self.polled_at is not None:
+            data["polled_at"] = self.polled_at.isoformat()
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ChangeCursor:
         raw = data.get("high_water")
         seen = data.get("seen") or {}
+        polled = data.get("polled_at")
         return cls(
             high_water=None if raw is None else datetime.fromisoformat(str(raw)),
             seen={str(k): str(v) for k, v in dict(seen).items()},
+            polled_at=None if polled is None else datetime.fromisoformat(str(polled)),
         )
 
 
@@ -236,7 +260,12 @@ class Link:
     ``inbound_fingerprint``: a digest of the Partner-Center-owned fields as last written to the
     CRM. ``outbound_fingerprint``: a digest of the CRM-owned fields as Partner Center last had
     them from us (or as we first wrote them into the CRM). ``etag``: the referral's last eTag.
-    ``crm_id_written``: Partner Center's externalReferenceId already holds ``crm_id``.
+    ``crm_id_written``: Partner Center's externalReferenceId holds ``crm_id`` (or the referral
+    is closed and takes no more writes, so there is nothing left to write back).
+    ``crm_open``: the opportunity was open in the CRM when last written or read (None: not
+    known); when Partner Center closes the referral, only an open opportunity is closed too.
+    ``updated_at``: when the link was last written; kept as given, or stamped with the store's
+    clock when None. ``links_awaiting_crm_id`` orders by it (then by referral id).
     """
 
     referral_id: str
@@ -246,6 +275,7 @@ class Link:
     outbound_fingerprint: str | None = None
     etag: str | None = None
     crm_id_written: bool = False
+    crm_open: bool | None = None
     updated_at: datetime | None = None
 
 
@@ -263,7 +293,8 @@ class DeadLetterEntry:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeadLetter:
     """A dead letter as stored: one row per (connection, direction, record) while unresolved;
-    a record that fails again bumps ``attempts`` and ``last_seen`` and takes the new reason."""
+    a record that fails again bumps ``attempts`` and ``last_seen`` and takes the new reason
+    and payload."""
 
     id: int
     connection: str
@@ -293,7 +324,12 @@ class RunRecord:
 
 class StateStore(Protocol):
     """Cursors, links, dead letters and runs, per connection. Every method is atomic; a failure
-    to read or write raises :class:`~connector.errors.StateError`."""
+    to read or write raises :class:`~connector.errors.StateError`.
+
+    Cursors and payloads must be JSON-able (no Decimal, NaN, sets or datetimes); tuples come
+    back as lists. Unknown ids in ``resolve_dead_letter``/``finish_run`` raise StateError;
+    resolving twice keeps the first time. A negative ``limit`` raises ValueError.
+    """
 
     def get_cursor(self, connection: str, stream: str) -> Mapping[str, Any] | None:
         """The JSON-able cursor last stored for this feed, or None."""
@@ -306,7 +342,8 @@ class StateStore(Protocol):
     def get_link_by_crm_id(self, connection: str, crm_id: str) -> Link | None: ...
 
     def put_link(self, connection: str, link: Link) -> None:
-        """Insert or replace the link with this referral id."""
+        """Insert or replace the link with this referral id. A ``crm_id`` belongs to at most one
+        link per connection: a second referral with it raises StateError and changes nothing."""
         ...
 
     def links_awaiting_crm_id(self, connection: str, limit: int = 100) -> list[Link]:
@@ -324,7 +361,9 @@ class StateStore(Protocol):
         cursor: Mapping[str, Any],
     ) -> None:
         """All of one page in one transaction: its links, its dead letters, the dead letters it
-        resolved (records that synced this time), then the cursor. All or nothing."""
+        resolved (records that synced this time), then the cursor. All or nothing.
+        A resolved dead letter is stamped with the store's clock; a record with no open dead
+        letter is ignored. ``resolved`` matches record ids exactly (case-sensitive)."""
         ...
 
     def add_dead_letter(self, connection: str, entry: DeadLetterEntry) -> DeadLetter: ...

@@ -107,6 +107,7 @@ class ConnectionSettings:
     partner_center: PartnerCenterSettings
     salesforce: SalesforceSettings | None = None
     interval_seconds: float = 30.0
+    mapping: Path | None = None  # None: mappings/<crm>.yaml shipped with Referral Sync
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -351,7 +352,9 @@ class _Reader:
             self.fail(where, "must be a table")
             return None
         self.unknown(
-            raw, {"name", "crm", "interval_seconds", "partner_center", "salesforce"}, where
+            raw,
+            {"name", "crm", "interval_seconds", "mapping", "partner_center", "salesforce"},
+            where,
         )
         name = self.string(raw, "name", where)
         if name and not _NAME.match(name):
@@ -360,6 +363,7 @@ class _Reader:
         interval = self.number(
             raw, "interval_seconds", where, default=30.0, minimum=1.0, maximum=86_400.0
         )
+        mapping = self.path(raw, "mapping", where, must_exist=True) if "mapping" in raw else None
         salesforce = None
         if raw.get("crm", "salesforce") == "salesforce" and "salesforce" not in raw:
             self.fail(_join(where, "salesforce"), "is required when crm = 'salesforce'")
@@ -374,6 +378,7 @@ class _Reader:
             crm=crm,
             salesforce=salesforce,
             interval_seconds=interval,
+            mapping=mapping,
             partner_center=self.partner_center(
                 self.table(raw, "partner_center", where), _join(where, "partner_center")
             ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -10,9 +11,12 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from connector.errors import RateLimited
+from connector.errors import ConflictError, PermanentError, RateLimited, RecordRejected
+from connector.model import Deal, Lifecycle, PartnerUpdate, Referral, Status, Substatus
 from connector.ports import (
     AccountRef,
+    ChangeCursor,
+    ChangePage,
     ContactRef,
     CrmChangePage,
     FieldRequirement,
@@ -140,6 +144,10 @@ class TickingClock:
             self.current += timedelta(milliseconds=1)
         return self.current
 
+    def now(self) -> datetime:
+        """The same, as a ``ports.Clock``."""
+        return self()
+
     @contextmanager
     def freeze(self) -> Iterator[None]:
         """Everything stamped inside the block gets the same time."""
@@ -170,6 +178,7 @@ class FakeCrm:
         self.org = default_org()
         self.tables: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self.org}
         self.auth_count = 0
+        self.request_count = 0
         self._token_valid = False
         self._rate_limited_calls = 0
         self._retry_after = 0.0
@@ -187,6 +196,7 @@ class FakeCrm:
         self._token_valid = False
 
     def _request(self) -> None:
+        self.request_count += 1
         if not self._token_valid:
             self.auth_count += 1
             self._token_valid = True
@@ -458,3 +468,130 @@ def _contact_fields(contact: ContactRef) -> dict[str, object]:
         "Title": contact.title,
     }
     return {k: v for k, v in values.items() if v is not None}
+
+
+# -- Partner Center -----------------------------------------------------------------------------
+
+
+class FakePartnerCenter:
+    """Partner Center referrals in memory, as the ``PartnerCenterSource`` port promises.
+
+    The change feed delivers each change once (ties and re-reads included) in pages of
+    ``page_size``; ``get`` and ``update`` behave like the real source: the eTag guards a write, a
+    stale one is re-read and the update re-applied once if still valid (else ``ConflictError``),
+    an update the lifecycle forbids is ``RecordRejected``. Microsoft's side edits with
+    :meth:`microsoft_edit` and :meth:`expire`. ``requests`` counts calls by kind; ``fail_next``
+    raises queued errors from the next calls.
+    """
+
+    def __init__(self, *, clock: TickingClock | None = None, page_size: int = 100) -> None:
+        self.clock = clock or TickingClock()
+        self.page_size = page_size
+        self.referrals: dict[str, Referral] = {}
+        self.requests: Counter[str] = Counter()
+        self.fail_next: list[Exception] = []
+        self.history: list[tuple[str, str]] = []  # (referral id, lifecycle) per lifecycle change
+        self._etags = itertools.count(1)
+
+    def seed(self, *referrals: Referral) -> None:
+        for referral in referrals:
+            self.referrals[referral.id] = replace(referral, etag=self._etag())
+
+    def microsoft_edit(self, referral_id: str, **changes: Any) -> Referral:
+        """Microsoft (or Partner Center itself) changes a referral: new eTag and time."""
+        changed = replace(
+            self.referrals[referral_id], **changes, etag=self._etag(), updated_at=self.clock()
+        )
+        self.referrals[referral_id] = changed
+        return changed
+
+    def expire(self, referral_id: str) -> Referral:
+        return self.microsoft_edit(
+            referral_id,
+            lifecycle=Lifecycle(Status.CLOSED, Substatus.EXPIRED),
+            closed_at=self.clock(),
+        )
+
+    def _call(self, kind: str) -> None:
+        self.requests[kind] += 1
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+
+    def _etag(self) -> str:
+        return f'"{next(self._etags):08x}"'
+
+    # -- the port -------------------------------------------------------------------------
+
+    def changes_since(self, cursor: ChangeCursor) -> Iterator[ChangePage]:
+        high_water, seen = cursor.high_water, dict(cursor.seen)
+        while True:
+            self._call("list")
+            rows = sorted(
+                (r for r in self.referrals.values() if _pc_unseen(r, high_water, seen)),
+                key=lambda r: (r.updated_at, r.id),
+            )
+            page = rows[: self.page_size]
+            if not page:
+                return
+            for row in page:
+                if high_water is None or row.updated_at > high_water:
+                    high_water, seen = row.updated_at, {}
+                seen[row.id] = _pc_stamp(row)
+            yield ChangePage(tuple(page), (), ChangeCursor(high_water=high_water, seen=dict(seen)))
+            if len(page) < self.page_size:
+                return
+
+    def get(self, referral_id: str) -> Referral:
+        self._call("get")
+        try:
+            return self.referrals[referral_id]
+        except KeyError:
+            raise PermanentError(f"referral {referral_id} not found", status=404) from None
+
+    def update(self, update: PartnerUpdate, current: Referral) -> Referral:
+        self._call("update")
+        stored = self.referrals[update.referral_id]
+        if stored.etag != current.etag:
+            problems = update.problems(stored)
+            if problems:
+                raise ConflictError(f"stale eTag and the update no longer applies: {problems[0]}")
+        problems = update.problems(stored)
+        if problems:
+            raise RecordRejected(f"Partner Center refused: {problems[0]}", status=400)
+        target = update.target or stored.lifecycle
+        now = self.clock()
+        deal = Deal(
+            value=update.deal_value if update.deal_value is not None else stored.deal.value,
+            currency=update.currency or stored.deal.currency,
+            close_date=update.close_date or stored.deal.close_date,
+        )
+        written = replace(
+            stored,
+            lifecycle=target,
+            deal=deal,
+            partner_notes=update.partner_notes or stored.partner_notes,
+            external_reference_id=update.external_reference_id or stored.external_reference_id,
+            status_reason=update.reason or stored.status_reason,
+            accepted_at=now
+            if target.status is Status.ACTIVE and stored.accepted_at is None
+            else stored.accepted_at,
+            closed_at=now
+            if target.is_terminal and not stored.lifecycle.is_terminal
+            else stored.closed_at,
+            updated_at=now,
+            etag=self._etag(),
+        )
+        if target != stored.lifecycle:
+            self.history.append((stored.id, str(target)))
+        self.referrals[stored.id] = written
+        return written
+
+
+def _pc_stamp(referral: Referral) -> str:
+    return f"{referral.updated_at.isoformat()}|{referral.etag}"
+
+
+def _pc_unseen(referral: Referral, high_water: datetime | None, seen: Mapping[str, str]) -> bool:
+    if high_water is None or referral.updated_at > high_water:
+        return True
+    return referral.updated_at == high_water and seen.get(referral.id) != _pc_stamp(referral)

@@ -12,6 +12,7 @@ from connector.mapping.inbound import (
 )
 from connector.mapping.outbound import CrmView, Decision, decide, outbound_fingerprint, read_change
 from connector.mapping.parse import parse_mapping
+from connector.mapping.requirements import requirements
 from connector.mapping.spec import FieldMap, LifecycleMap, MappingSpec, Owner, StageValue, Transform
 
 __all__ = [
@@ -32,5 +33,6 @@ __all__ = [
     "outbound_fingerprint",
     "parse_mapping",
     "read_change",
+    "requirements",
     "seeded_partner_values",
 ]

@@ -10,8 +10,9 @@ The change feed asks for ``updatedDateTime ge (high water - overlap)`` ordered b
   few referrals stamped with the boundary time, which are recognised and not delivered twice.
   Only a page made entirely of one timestamp is followed by its next link (there is no newer
   time to ask from).
-- **Overlap.** Each run re-reads a window below the high-water mark, so a change committed late
-  (stamped just below what we already saw) is still caught.
+- **Overlap.** A run re-reads a window below the high-water mark, so a change committed late
+  (stamped just below what we already saw) is still caught; only until a poll has run that
+  long after the change, so an idle feed costs one request (``ChangeCursor.read_from``).
 - **Identity.** A change is (referral id, updatedDateTime, eTag): the eTag changes on every
   write, so even two writes stamped with the same time are told apart. The cursor remembers the
   changes it delivered within the overlap window, so re-reads deliver none twice, while a newer
@@ -24,8 +25,8 @@ update that no longer applies is a :class:`ConflictError`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -49,17 +50,19 @@ class PartnerCenterSource:
         client: PartnerCenterClient,
         *,
         overlap: timedelta = timedelta(minutes=5),
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
         logger: FilteringBoundLogger | None = None,
     ) -> None:
         self._client = client
         self._overlap = overlap
+        self._now = now
         self._log: FilteringBoundLogger = logger or structlog.get_logger(__name__)
 
     # -- change feed --------------------------------------------------------------------------
 
     def changes_since(self, cursor: ChangeCursor) -> Iterator[ChangePage]:
-        bound = None if cursor.high_water is None else cursor.high_water - self._overlap
-        feed = _Feed(cursor)
+        bound = cursor.read_from(self._overlap)
+        feed = _Feed(cursor, self._now())
         while True:
             requery = None
             pages = self._client.iter_pages(_query(bound))
@@ -113,9 +116,10 @@ class PartnerCenterSource:
 class _Feed:
     """The state of one run of the change feed: what was delivered, and the high water."""
 
-    def __init__(self, cursor: ChangeCursor) -> None:
+    def __init__(self, cursor: ChangeCursor, polled_at: datetime) -> None:
         self.high_water = cursor.high_water
         self.seen = dict(cursor.seen)
+        self.polled_at = polled_at
 
     def page(self, items: list[Any], log: FilteringBoundLogger, overlap: timedelta) -> ChangePage:
         referrals: list[Referral] = []
@@ -136,7 +140,7 @@ class _Feed:
             if moment is not None and (self.high_water is None or moment > self.high_water):
                 self.high_water = moment
         self.seen = _within_window(self.seen, self.high_water, overlap)
-        cursor = ChangeCursor(self.high_water, dict(self.seen))
+        cursor = ChangeCursor(self.high_water, dict(self.seen), self.polled_at)
         return ChangePage(tuple(referrals), tuple(rejected), cursor)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from structlog.typing import FilteringBoundLogger
 
@@ -29,6 +29,7 @@ def build_partner_center(
     settings: PartnerCenterSettings,
     *,
     prompt: Callable[[str], None] | None = None,
+    now: Callable[[], datetime] | None = None,
     logger: FilteringBoundLogger | None = None,
 ) -> PartnerCenter:
     timeout = (settings.connect_timeout, settings.read_timeout)
@@ -58,6 +59,9 @@ def build_partner_center(
         logger=logger,
     )
     source = PartnerCenterSource(
-        client, overlap=timedelta(seconds=settings.poll_overlap_seconds), logger=logger
+        client,
+        overlap=timedelta(seconds=settings.poll_overlap_seconds),
+        **({} if now is None else {"now": now}),
+        logger=logger,
     )
     return PartnerCenter(auth=auth, client=client, source=source)

@@ -177,6 +177,8 @@ def make_adapter(clock: FakeClock, **overrides: Any) -> SalesforceAdapter:
         clock=clock,
         rng=random.Random(1),
     )
+    # The adapter's clock reads the time of the fake org's data: every poll is recent.
+    overrides.setdefault("now", lambda: datetime(2025, 3, 1, 10, 0, tzinfo=UTC))
     return SalesforceAdapter(client, external_id_field=EXT, **overrides)
 
 
@@ -478,6 +480,7 @@ def test_the_cursor_forgets_changes_older_than_the_overlap_window(mocked, clock)
     assert pages[-1].cursor == {
         "high_water": "2025-03-01T11:00:00+00:00",
         "seen": {"006B": "2025-03-01T11:00:00.0000000Z"},
+        "polled_at": "2025-03-01T10:00:00+00:00",  # when this poll began, by the adapter's clock
     }
 
 
@@ -543,3 +546,15 @@ def test_metadata_check_names_a_missing_external_id_field_even_when_not_asked(mo
     problems = make_adapter(clock).check_metadata([])
     assert [(p.sobject, p.field) for p in problems] == [("Opportunity", EXT)]
     assert "does not exist" in problems[0].message
+
+
+def test_an_idle_poll_long_after_the_last_change_reads_only_its_instant(mocked, clock):
+    feed = Feed(mocked, [row("006A", "2025-03-01T10:00:00.000+0000")])
+    later = lambda: datetime(2025, 3, 1, 11, 0, tzinfo=UTC)  # noqa: E731 - a clock in one line
+    adapter = make_adapter(clock, overlap=timedelta(minutes=5), now=later)
+    [page] = adapter.changes_since(None)
+
+    again = list(adapter.changes_since(page.cursor))
+
+    assert [c for p in again for c in p.changes] == []
+    assert "SystemModstamp >= 2025-03-01T10:00:00Z" in feed.soql[-1]

@@ -7,10 +7,13 @@ implementation joins by adding its harness to ``crm_harness`` and its name to ``
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from connector.ports import StateStore
 from contract.crm_harness import CrmHarness, FakeCrmHarness, SalesforceHarness
+from contract.state_harness import STATE_STORES, ManualClock, open_store
 
 CRMS = ["fake", "salesforce"]
 
@@ -25,3 +28,23 @@ def crm(request: pytest.FixtureRequest) -> Iterator[CrmHarness]:
         harness.close()
     else:
         raise AssertionError(f"no harness for {request.param!r}")
+
+
+# -- the state store ----------------------------------------------------------------------------
+#
+# Every test of ``test_state_store_contract.py`` runs once per store in ``STATE_STORES``; a test
+# that needs to move time asks for ``state_clock`` (the same clock the store stamps with).
+
+
+@pytest.fixture
+def state_clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture(params=STATE_STORES)
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, state_clock: ManualClock
+) -> Iterator[StateStore]:
+    opened = open_store(request.param, tmp_path, state_clock)
+    yield opened
+    opened.close()

@@ -95,6 +95,11 @@ class FakeClient:
         body.update(changes, updatedDateTime=format_datetime(updated), eTag=f'"{uuid.uuid4()}"')
 
 
+def make_source(client: FakeClient, **options: Any) -> PartnerCenterSource:
+    """A source whose clock reads the time of the fake's data (T0): every poll is recent."""
+    return PartnerCenterSource(client, now=lambda: T0, **options)  # type: ignore[arg-type]
+
+
 def drain(source: PartnerCenterSource, cursor: ChangeCursor) -> tuple[list[str], ChangeCursor]:
     ids: list[str] = []
     for page in source.changes_since(cursor):
@@ -107,7 +112,7 @@ def test_backfill_delivers_every_referral_once_with_shared_timestamps():
     referrals = [wire(n, T0 + timedelta(seconds=n)) for n in range(230)]
     referrals += [wire(n, T0 + timedelta(seconds=100)) for n in range(230, 250)]  # 20 ties
     client = FakeClient(referrals)
-    ids, cursor = drain(PartnerCenterSource(client), ChangeCursor())
+    ids, cursor = drain(make_source(client), ChangeCursor())
     assert sorted(ids) == sorted(r["id"] for r in referrals)
     assert client.requests == ["GET list"] * 3
     assert cursor.high_water == T0 + timedelta(seconds=229)
@@ -115,7 +120,7 @@ def test_backfill_delivers_every_referral_once_with_shared_timestamps():
 
 def test_a_change_between_pages_shifts_nothing_out_of_the_feed():
     client = FakeClient([wire(n, T0 + timedelta(seconds=n)) for n in range(250)])
-    source = PartnerCenterSource(client)
+    source = make_source(client)
     delivered: list[str] = []
     for number, page in enumerate(source.changes_since(ChangeCursor())):
         delivered.extend(r.id for r in page.referrals)
@@ -127,14 +132,14 @@ def test_a_change_between_pages_shifts_nothing_out_of_the_feed():
 
 def test_a_full_page_of_one_timestamp_is_followed_by_its_next_link():
     client = FakeClient([wire(n, T0) for n in range(230)])
-    ids, cursor = drain(PartnerCenterSource(client), ChangeCursor())
+    ids, cursor = drain(make_source(client), ChangeCursor())
     assert sorted(ids) == sorted(client.referrals)
     assert cursor.high_water == T0
 
 
 def test_second_call_from_saved_cursor_returns_only_what_changed():
     client = FakeClient([wire(n, T0 + timedelta(seconds=n)) for n in range(50)])
-    source = PartnerCenterSource(client, overlap=timedelta(minutes=5))
+    source = make_source(client, overlap=timedelta(minutes=5))
     _, cursor = drain(source, ChangeCursor())
     client.edit(7, T0 + timedelta(minutes=2))
     client.edit(8, T0 + timedelta(minutes=2))
@@ -146,7 +151,7 @@ def test_second_call_from_saved_cursor_returns_only_what_changed():
 
 def test_idle_poll_costs_one_request():
     client = FakeClient([wire(n, T0 + timedelta(seconds=n)) for n in range(50)])
-    source = PartnerCenterSource(client)
+    source = make_source(client)
     _, cursor = drain(source, ChangeCursor())
     client.requests.clear()
     ids, _ = drain(source, cursor)
@@ -155,7 +160,7 @@ def test_idle_poll_costs_one_request():
 
 def test_change_committed_late_inside_the_overlap_is_still_delivered():
     client = FakeClient([wire(n, T0 + timedelta(seconds=n)) for n in range(10)])
-    source = PartnerCenterSource(client, overlap=timedelta(minutes=5))
+    source = make_source(client, overlap=timedelta(minutes=5))
     _, cursor = drain(source, ChangeCursor())
     # A change stamped *before* the high-water mark shows up only now (eventual consistency).
     client.edit(3, T0 + timedelta(seconds=5, milliseconds=500))
@@ -165,7 +170,7 @@ def test_change_committed_late_inside_the_overlap_is_still_delivered():
 
 def test_a_newer_change_of_a_referral_already_seen_in_the_window_comes_through():
     client = FakeClient([wire(1, T0)])
-    source = PartnerCenterSource(client)
+    source = make_source(client)
     _, cursor = drain(source, ChangeCursor())
     client.edit(1, T0 + timedelta(seconds=1), name="renamed")
     ids, _ = drain(source, cursor)
@@ -174,7 +179,7 @@ def test_a_newer_change_of_a_referral_already_seen_in_the_window_comes_through()
 
 def test_cursor_survives_a_json_round_trip_and_forgets_what_left_the_window():
     client = FakeClient([wire(n, T0 + timedelta(minutes=n)) for n in range(30)])
-    source = PartnerCenterSource(client, overlap=timedelta(minutes=5))
+    source = make_source(client, overlap=timedelta(minutes=5))
     _, cursor = drain(source, ChangeCursor())
     restored = ChangeCursor.from_json(cursor.to_json())
     assert restored == cursor
@@ -189,12 +194,12 @@ def test_unparseable_referrals_are_rejected_with_the_field_and_the_rest_go_on():
     no_customer = wire(10, T0 + timedelta(seconds=2))
     del no_customer["customerProfile"]
     client = FakeClient([*good, bad, no_customer])
-    pages = list(PartnerCenterSource(client).changes_since(ChangeCursor()))
+    pages = list(make_source(client).changes_since(ChangeCursor()))
     assert [r.id for r in pages[0].referrals] == [g["id"] for g in good]
     assert sorted(r.error.field for r in pages[0].rejected) == ["customerProfile", "status"]
     assert {r.record_id for r in pages[0].rejected} == {bad["id"], no_customer["id"]}
     # a rejected change is not delivered again by the next poll either
-    ids, _ = drain(PartnerCenterSource(client), pages[-1].cursor)
+    ids, _ = drain(make_source(client), pages[-1].cursor)
     assert ids == []
 
 
@@ -205,7 +210,7 @@ def test_a_list_item_that_is_not_an_object_is_rejected_not_dropped():
         yield ListPage([wire(1, T0), "garbage"], has_more=False)
 
     client.iter_pages = pages  # type: ignore[method-assign]
-    (page,) = PartnerCenterSource(client).changes_since(ChangeCursor())
+    (page,) = make_source(client).changes_since(ChangeCursor())
     assert len(page.referrals) == 1
     assert [r.payload for r in page.rejected] == [{}]
 
@@ -224,7 +229,7 @@ def accept_update(n: int) -> PartnerUpdate:
 
 def test_update_patches_with_the_etag_it_was_computed_from():
     client = FakeClient([wire(1, T0)])
-    source = PartnerCenterSource(client)
+    source = make_source(client)
     current = source.get(wire(1, T0)["id"])
     result = source.update(accept_update(1), current)
     assert (result.status, result.substatus) == (Status.ACTIVE, Substatus.ACCEPTED)
@@ -236,7 +241,7 @@ def test_update_patches_with_the_etag_it_was_computed_from():
 
 def test_stale_etag_rereads_and_reapplies_once():
     client = FakeClient([wire(1, T0)])
-    source = PartnerCenterSource(client)
+    source = make_source(client)
     current = source.get(wire(1, T0)["id"])
     client.edit(1, T0 + timedelta(seconds=1), name="Renamed by Microsoft")
     result = source.update(accept_update(1), current)
@@ -247,7 +252,7 @@ def test_stale_etag_rereads_and_reapplies_once():
 
 def test_stale_etag_twice_is_a_conflict():
     client = FakeClient([wire(1, T0)])
-    source = PartnerCenterSource(client)
+    source = make_source(client)
     current = source.get(wire(1, T0)["id"])
     client.fail_patches = 2
     with pytest.raises(ConflictError) as caught:
@@ -258,7 +263,7 @@ def test_stale_etag_twice_is_a_conflict():
 
 def test_update_that_no_longer_applies_after_reread_is_a_conflict_without_a_second_patch():
     client = FakeClient([wire(1, T0)])
-    source = PartnerCenterSource(client)
+    source = make_source(client)
     current = source.get(wire(1, T0)["id"])
     client.edit(1, T0 + timedelta(seconds=1), status="Closed", substatus="Expired")
     with pytest.raises(ConflictError):
@@ -268,7 +273,7 @@ def test_update_that_no_longer_applies_after_reread_is_a_conflict_without_a_seco
 
 def test_update_with_nothing_to_change_sends_nothing():
     client = FakeClient([wire(1, T0)])
-    source = PartnerCenterSource(client)
+    source = make_source(client)
     current = source.get(wire(1, T0)["id"])
     same = PartnerUpdate(referral_id=current.id, deal_value=Decimal(1000), currency="USD")
     assert source.update(same, current) is current
@@ -292,7 +297,7 @@ def test_every_change_arrives_once_whatever_happens_between_pages(offsets, edits
     delivered, and no write is delivered twice."""
     referrals = [wire(n, T0 + timedelta(seconds=s)) for n, s in enumerate(offsets)]
     client = FakeClient(referrals, page_size)
-    source = PartnerCenterSource(client, overlap=timedelta(seconds=60))
+    source = make_source(client, overlap=timedelta(seconds=60))
     delivered: list[tuple[str, str | None]] = []
     pending = list(edits)
     cursor = ChangeCursor()
@@ -310,3 +315,42 @@ def test_every_change_arrives_once_whatever_happens_between_pages(offsets, edits
         delivered.extend((r.id, r.etag) for r in page.referrals)
     assert len(delivered) == len(set(delivered))
     assert {(r["id"], r["eTag"]) for r in client.referrals.values()} <= set(delivered)
+
+
+def test_an_idle_feed_costs_one_request_once_a_poll_ran_past_the_overlap_window():
+    client = FakeClient([wire(n, T0 + timedelta(seconds=n)) for n in range(250)])
+    now = [T0 + timedelta(seconds=250)]
+    source = PartnerCenterSource(client, overlap=timedelta(minutes=5), now=lambda: now[0])
+    _, cursor = drain(source, ChangeCursor())
+
+    client.requests.clear()
+    ids, cursor = drain(source, cursor)  # right after the burst: the window is re-read
+    assert (ids, len(client.requests)) == ([], 3)
+
+    now[0] += timedelta(minutes=6)
+    drain(source, cursor)  # this poll began before the window passed: it re-reads once more
+    ids, cursor = drain(source, cursor)
+    client.requests.clear()
+    ids, cursor = drain(source, cursor)
+    assert (ids, client.requests) == ([], ["GET list"])
+
+
+def test_a_late_commit_inside_the_window_is_still_caught_after_the_poll_time_moves_on():
+    client = FakeClient([wire(n, T0 + timedelta(seconds=n)) for n in range(10)])
+    now = [T0 + timedelta(seconds=10)]
+    source = PartnerCenterSource(client, overlap=timedelta(minutes=5), now=lambda: now[0])
+    _, cursor = drain(source, ChangeCursor())
+
+    now[0] += timedelta(minutes=1)
+    client.edit(3, T0 + timedelta(seconds=5))  # committed late, stamped below the high water
+    ids, cursor = drain(source, cursor)
+
+    assert ids == [wire(3, T0)["id"]]
+
+
+def test_the_read_start_never_passes_the_high_water():
+    cursor = ChangeCursor(high_water=T0, polled_at=T0 + timedelta(hours=1))
+
+    assert cursor.read_from(timedelta(minutes=5)) == T0
+    assert ChangeCursor(high_water=T0).read_from(timedelta(minutes=5)) == T0 - timedelta(minutes=5)
+    assert ChangeCursor.from_json(cursor.to_json()) == cursor

@@ -35,9 +35,9 @@ come back typed by the describe metadata: ``Decimal`` for currency/double/percen
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -96,8 +96,10 @@ class SalesforceAdapter:
         external_id_field: str,
         read_fields: Sequence[str] = DEFAULT_READ_FIELDS,
         overlap: timedelta = timedelta(minutes=2),
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
         logger: FilteringBoundLogger | None = None,
     ) -> None:
+        self._now = now
         self._client = client
         self._ext = external_id_field
         self._read_fields = tuple(read_fields)
@@ -279,11 +281,11 @@ class SalesforceAdapter:
         fields = self._describe(OPPORTUNITY)
         selected = self._selected_fields(fields)
         soql = f"SELECT {', '.join(selected)} FROM {OPPORTUNITY}"  # noqa: S608 - names from describe
-        if start.high_water is not None:
-            bound = soql_datetime(start.high_water - self._overlap)
-            soql += f" WHERE {wire.SYSTEM_MODSTAMP} >= {bound}"
+        read_from = start.read_from(self._overlap)
+        if read_from is not None:
+            soql += f" WHERE {wire.SYSTEM_MODSTAMP} >= {soql_datetime(read_from)}"
         soql += f" ORDER BY {wire.SYSTEM_MODSTAMP}, {wire.ID}"
-        feed = _Feed(start, self._overlap)
+        feed = _Feed(start, self._overlap, polled_at=self._now())
         for page in self._client.query_pages(soql, include_deleted=True):
             changes = []
             for row in page.get("records", []):
@@ -484,6 +486,7 @@ class _Feed:
 
     start: ChangeCursor
     overlap: timedelta
+    polled_at: datetime | None = None
     high_water: datetime | None = None
     seen: dict[str, str] = field(default_factory=dict)
 
@@ -503,10 +506,11 @@ class _Feed:
 
     def cursor(self) -> ChangeCursor:
         if self.high_water is None:
-            return ChangeCursor(None, dict(self.seen))
+            return ChangeCursor(None, dict(self.seen), self.polled_at)
         floor = format_datetime(self.high_water - self.overlap)
         # Stamps are one fixed-width UTC form, so they order like the times they stand for.
-        return ChangeCursor(self.high_water, {cid: s for cid, s in self.seen.items() if s >= floor})
+        seen = {cid: s for cid, s in self.seen.items() if s >= floor}
+        return ChangeCursor(self.high_water, seen, self.polled_at)
 
 
 def _read_cursor(cursor: Mapping[str, Any] | None) -> ChangeCursor:

@@ -7,7 +7,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from structlog.typing import FilteringBoundLogger
@@ -38,6 +38,7 @@ def build_salesforce(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
+    now: Callable[[], datetime] | None = None,
     logger: FilteringBoundLogger | None = None,
 ) -> SalesforceConnection:
     timeout = (settings.connect_timeout, settings.read_timeout)
@@ -73,6 +74,7 @@ def build_salesforce(
         external_id_field=settings.external_id_field,
         read_fields=read_fields,
         overlap=timedelta(seconds=settings.poll_overlap_seconds),
+        **({} if now is None else {"now": now}),
         logger=logger,
     )
     return SalesforceConnection(auth=auth, client=client, adapter=adapter)

@@ -1,0 +1,191 @@
+"""The outbound cycle: CRM → Partner Center, page by page (DESIGN.md "Data flow").
+
+For each page of changed opportunities: read each as the partner's view (CRM-owned fields,
+stage, reasons) and skip it when its fingerprint is the one recorded, which is how our own
+writes read back are recognised (invariant 3); otherwise read the referral as Partner Center
+has it now, decide the updates by the mapping's lifecycle table, and send them, each guarded by
+the eTag (the source re-reads and re-applies once on 412). Links and dead letters are recorded
+with the page's cursor in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from connector.engine.report import PlannedChange, RunReport
+from connector.errors import MappingError, PermanentError
+from connector.mapping import CrmView, MappingSpec, decide, read_change
+from connector.mapping.values import wire_value
+from connector.model import Referral
+from connector.ports import (
+    Clock,
+    CrmAdapter,
+    CrmChangePage,
+    DeadLetterEntry,
+    Direction,
+    Link,
+    OpportunityChange,
+    PartnerCenterSource,
+    StateStore,
+)
+
+__all__ = ["CRM_STREAM", "OutboundCycle"]
+
+CRM_STREAM = "crm"
+
+
+class OutboundCycle:
+    direction = Direction.OUTBOUND
+
+    def __init__(
+        self,
+        connection: str,
+        *,
+        source: PartnerCenterSource,
+        crm: CrmAdapter,
+        store: StateStore,
+        spec: MappingSpec,
+        clock: Clock,
+        logger: FilteringBoundLogger | None = None,
+    ) -> None:
+        self.connection = connection
+        self._source = source
+        self._crm = crm
+        self._store = store
+        self._spec = spec
+        self._clock = clock
+        base = logger or structlog.get_logger("connector.engine")
+        self._log = base.bind(connection=connection, direction="outbound")
+
+    def run(self, report: RunReport) -> RunReport:
+        """One cycle, filling ``report`` as it goes: a cycle cut short says what it did."""
+        cursor = self._store.get_cursor(self.connection, CRM_STREAM)
+        for page in self._crm.changes_since(cursor):
+            self._page(page, report)
+        return report
+
+    def _page(self, page: CrmChangePage, report: RunReport) -> None:
+        now = self._clock.now()
+        links: list[Link] = []
+        dead: list[DeadLetterEntry] = []
+        resolved: list[tuple[Direction, str]] = []
+        report.count("received", len(page.changes))
+        for change in page.changes:
+            try:
+                link = self._one(change, report, now)
+            except (MappingError, PermanentError) as exc:
+                dead.append(self._dead(change, str(exc), now))
+                continue
+            if link is not None:
+                links.append(link)
+                resolved.append((Direction.OUTBOUND, change.crm_id))
+        if report.plan:
+            return
+        for entry in dead:
+            self._log.warning(
+                "record_dead_lettered", record_id=entry.record_id, reason=entry.reason
+            )
+        report.count("dead_lettered", len(dead))
+        self._store.record_page(
+            self.connection,
+            CRM_STREAM,
+            links=links,
+            dead_letters=dead,
+            resolved=resolved,
+            cursor=page.cursor,
+        )
+
+    def _one(self, change: OpportunityChange, report: RunReport, now: datetime) -> Link | None:
+        """Handle one changed opportunity; the link to record, or None if there is none."""
+        if change.deleted or not change.key:
+            report.count("deleted" if change.deleted else "not_a_referral")
+            return None
+        link = self._store.get_link(self.connection, change.key)
+        view = read_change(change, self._spec)
+        crm_open = not self._spec.lifecycle.is_closed(view.stage)
+        if link is not None and link.outbound_fingerprint == view.fingerprint:
+            report.count("unchanged")  # our own write read back, or nothing the partner owns
+            if link.crm_open is crm_open and link.crm_id == change.crm_id:
+                return None
+            return replace(link, crm_id=change.crm_id, crm_open=crm_open, updated_at=now)
+        current = self._source.get(change.key)
+        decision = decide(view, current, self._spec)
+        if decision.conflict is not None:
+            report.count("conflicts")
+            self._log.info(
+                "conflict_resolved",
+                referral_id=current.id,
+                crm_id=change.crm_id,
+                rule="terminal_states_win",
+                detail=decision.conflict,
+            )
+        if report.plan:
+            self._plan(view, current, decision.updates, report)
+            return None
+        for update in decision.updates:
+            current = self._source.update(update, current)
+            report.count(str(update.action))
+            self._log.info(
+                "referral_updated_from_crm",
+                referral_id=current.id,
+                crm_id=change.crm_id,
+                action=str(update.action),
+                lifecycle=str(current.lifecycle),
+            )
+        return self._link(link, view, current, crm_open, now)
+
+    def _link(
+        self, link: Link | None, view: CrmView, current: Referral, crm_open: bool, now: datetime
+    ) -> Link:
+        base = link or Link(referral_id=current.id, engagement_id=current.engagement_id)
+        return replace(
+            base,
+            crm_id=view.crm_id,
+            outbound_fingerprint=view.fingerprint,
+            etag=current.etag,
+            crm_id_written=current.external_reference_id == view.crm_id
+            or current.lifecycle.is_terminal,
+            crm_open=crm_open,
+            updated_at=now,
+        )
+
+    def _plan(
+        self, view: CrmView, current: Referral, updates: tuple[Any, ...], report: RunReport
+    ) -> None:
+        for update in updates:
+            values = {
+                k: wire_value(v)
+                for k, v in (
+                    ("deal_value", update.deal_value),
+                    ("currency", update.currency),
+                    ("close_date", update.close_date),
+                    ("partner_notes", update.partner_notes),
+                    ("external_reference_id", update.external_reference_id),
+                    ("reason", update.reason),
+                )
+                if v is not None
+            }
+            report.planned.append(
+                PlannedChange(record_id=current.id, action=str(update.action), values=values)
+            )
+            report.count(f"would_{update.action}")
+
+    def _dead(self, change: OpportunityChange, reason: str, now: datetime) -> DeadLetterEntry:
+        payload = {
+            "crm_id": change.crm_id,
+            "key": change.key,
+            "modified_at": change.modified_at.isoformat(),
+            "fields": wire_value(dict(change.fields)),
+        }
+        return DeadLetterEntry(
+            direction=Direction.OUTBOUND,
+            record_id=change.crm_id,
+            reason=reason,
+            payload=payload,
+            seen_at=now,
+        )

@@ -1,0 +1,98 @@
+"""Settings → one running connection: Partner Center source, CRM adapter, mapping, engine.
+
+The only place that knows every part. A mapping that does not load, or does not fit the CRM's
+metadata, stops start-up with a :class:`~connector.errors.ConfigError` naming each problem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from structlog.typing import FilteringBoundLogger
+
+from connector.clock import SystemClock
+from connector.crm.salesforce.build import build_salesforce
+from connector.engine import ConnectionSync
+from connector.errors import ConfigError, ConfigProblem
+from connector.mapping import MappingSpec, requirements
+from connector.mapping_file import default_mapping_path, load_mapping_file
+from connector.partner_center.build import PartnerCenter, build_partner_center
+from connector.ports import Clock, CrmAdapter, StateStore
+from connector.settings import ConnectionSettings
+
+__all__ = ["Connection", "build_connection", "check_crm_metadata", "load_connection_mapping"]
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    settings: ConnectionSettings
+    spec: MappingSpec
+    crm: CrmAdapter
+    partner_center: PartnerCenter
+    sync: ConnectionSync
+
+
+def load_connection_mapping(settings: ConnectionSettings) -> MappingSpec:
+    path = settings.mapping or default_mapping_path(settings.crm)
+    spec = load_mapping_file(path)
+    if spec.crm != settings.crm:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    str(path), "crm", f"maps {spec.crm}, but {settings.name} uses {settings.crm}"
+                )
+            ]
+        )
+    return spec
+
+
+def check_crm_metadata(spec: MappingSpec, crm: CrmAdapter) -> None:
+    """Every field, external id and stage the mapping names exists in the CRM, or ConfigError."""
+    problems = crm.check_metadata(requirements(spec))
+    if problems:
+        raise ConfigError(
+            ConfigProblem(
+                spec.source, f"{p.sobject}.{p.field}" if p.field else p.sobject, p.message
+            )
+            for p in problems
+        )
+
+
+def build_connection(
+    settings: ConnectionSettings,
+    store: StateStore,
+    *,
+    clock: Clock | None = None,
+    logger: FilteringBoundLogger | None = None,
+    check_metadata: bool = True,
+) -> Connection:
+    spec = load_connection_mapping(settings)
+    if settings.salesforce is None:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "(config)",
+                    f"connection.{settings.name}.{settings.crm}",
+                    f"the {settings.crm} adapter is not available yet",
+                )
+            ]
+        )
+    time: Clock = clock or SystemClock()
+    crm = build_salesforce(
+        settings.salesforce, read_fields=spec.read_fields(), now=time.now, logger=logger
+    ).adapter
+    if check_metadata:
+        check_crm_metadata(spec, crm)
+    partner_center = build_partner_center(settings.partner_center, now=time.now, logger=logger)
+    sync = ConnectionSync(
+        settings.name,
+        source=partner_center.source,
+        crm=crm,
+        store=store,
+        spec=spec,
+        clock=time,
+        logger=logger,
+    )
+    return Connection(
+        settings=settings, spec=spec, crm=crm, partner_center=partner_center, sync=sync
+    )

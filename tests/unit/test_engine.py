@@ -1,0 +1,396 @@
+"""The sync engine with fakes: each invariant of DESIGN.md, and the lifecycle end to end."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from builders import ACTIVE, NEW
+from engine_world import CONNECTION, World, referrals
+from structlog.testing import capture_logs
+
+from connector.engine import CRM_STREAM, PC_STREAM, RunReport
+from connector.errors import ConflictError, MappingError, TransientError
+from connector.model import Lifecycle, Status, Substatus
+from connector.ports import ChangeCursor, ChangePage, Direction, Rejected
+
+
+def accepted(world: World, rid: str, **fields: object) -> None:
+    world.salesperson(
+        rid, StageName="Qualification", Amount=Decimal(42000), Description="Call Ada", **fields
+    )
+
+
+# -- 1. no duplicates --------------------------------------------------------------------------
+
+
+def test_every_referral_becomes_one_opportunity_carrying_its_crm_id_back():
+    world = World()
+    world.pc.seed(*referrals(250))
+
+    world.cycle()
+
+    opps = world.opportunities()
+    assert len(opps) == 250
+    for rid, ref in world.pc.referrals.items():
+        assert ref.external_reference_id == opps[rid]["Id"]
+    assert world.store.links_awaiting_crm_id(CONNECTION) == []
+
+
+def test_replaying_every_page_from_the_start_changes_nothing():
+    world = World()
+    world.pc.seed(*referrals(30))
+    world.settle()
+    before = world.crm_stamps()
+
+    world.store.set_cursor(CONNECTION, PC_STREAM, ChangeCursor().to_json())
+    world.cycle()
+
+    assert world.crm_stamps() == before  # fingerprints unchanged: nothing rewritten
+    assert len(world.opportunities()) == 30
+
+
+def test_with_its_state_lost_the_engine_still_upserts_onto_the_same_opportunities():
+    world = World()
+    world.pc.seed(*referrals(20))
+    world.settle()
+    ids = {k: v["Id"] for k, v in world.opportunities().items()}
+
+    from connector.state import MemoryStateStore  # noqa: PLC0415
+
+    world.store = MemoryStateStore(clock=world.clock)
+    world.restart()
+    world.cycle()
+
+    assert {k: v["Id"] for k, v in world.opportunities().items()} == ids
+
+
+# -- 2. nothing lost ---------------------------------------------------------------------------
+
+
+def test_a_fault_mid_feed_keeps_the_cursor_before_the_page_and_the_next_cycle_finishes():
+    world = World(page_size=10)
+    world.pc.seed(*referrals(35))
+    real_upsert = world.crm.upsert
+    calls = {"n": 0}
+
+    def failing_upsert(writes):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise TransientError("CRM unavailable")
+        return real_upsert(writes)
+
+    world.crm.upsert = failing_upsert  # type: ignore[method-assign]
+    result = world.cycle()
+
+    assert result.inbound.failed
+    assert len(world.opportunities()) == 20
+    cursor = ChangeCursor.from_json(world.store.get_cursor(CONNECTION, PC_STREAM) or {})
+    assert (
+        cursor.high_water
+        == sorted(world.pc.referrals.values(), key=lambda r: r.updated_at)[19].updated_at
+    )
+    [run, *_] = world.store.recent_runs(CONNECTION)
+    assert (run.direction, run.outcome) == (Direction.INBOUND, "failed")
+    assert any(r.outcome == "failed" for r in world.store.recent_runs(CONNECTION))
+
+    world.restart()
+    world.cycle()
+
+    assert len(world.opportunities()) == 35
+
+
+# -- 3. no echo loops --------------------------------------------------------------------------
+
+
+def test_our_own_writes_read_back_are_not_written_again():
+    world = World()
+    world.pc.seed(*referrals(10))
+    world.cycle()
+    updates = world.pc.requests["update"]  # the ten CRM-id write-backs
+
+    world.cycle()
+    world.cycle()
+
+    assert world.pc.requests["update"] == updates == 10
+    assert world.pc.requests["get"] == 0  # recognised by fingerprint: not even re-read
+    assert world.cycle().outbound.counts["unchanged"] == 0  # nothing new to even look at
+
+
+def test_a_salesperson_edit_travels_once_and_the_sides_go_quiet():
+    world = World()
+    [ref] = referrals(1, lifecycle=ACTIVE)
+    world.pc.seed(ref)
+    world.settle()
+
+    world.salesperson(ref.id, Amount=Decimal(99000))
+    cycles = world.settle()
+
+    assert world.pc.referrals[ref.id].deal.value == Decimal(99000)
+    assert cycles <= 3
+    assert world.cycle().outbound.counts.get("edit", 0) == 0
+
+
+# -- 4. field ownership ------------------------------------------------------------------------
+
+
+def test_microsoft_edits_reach_the_crm_but_never_overwrite_what_the_crm_owns():
+    world = World()
+    [ref] = referrals(1, lifecycle=ACTIVE)
+    world.pc.seed(ref)
+    world.settle()
+    world.salesperson(ref.id, Amount=Decimal(77000))
+    world.pc.microsoft_edit(ref.id, microsoft_notes="Demo booked", deal=ref.deal)
+
+    world.cycle()
+
+    opp = world.opportunity(ref.id)
+    assert opp["Microsoft_Notes__c"] == "Demo booked"
+    assert opp["Amount"] == Decimal(77000)
+    world.settle()
+    assert world.pc.referrals[ref.id].deal.value == Decimal(77000)
+
+
+# -- 5. bad input is contained -----------------------------------------------------------------
+
+
+def test_a_record_the_crm_refuses_is_dead_lettered_and_the_rest_sync():
+    world = World()
+    good = referrals(5)
+    world.pc.seed(*good)
+    world.crm.remove_picklist_value("Opportunity", "StageName", "Qualification")
+    [active] = referrals(1, lifecycle=ACTIVE, id="0a000000-0000-4000-8000-00000000000a")
+    world.pc.seed(active)
+
+    world.cycle()
+
+    assert set(world.opportunities()) == {r.id for r in good}
+    [dead] = world.store.dead_letters(CONNECTION)
+    assert (dead.direction, dead.record_id) == (Direction.INBOUND, active.id)
+    assert "StageName" in dead.reason
+    assert dead.payload["id"] == active.id
+
+
+def test_a_referral_that_does_not_parse_is_dead_lettered_with_its_payload():
+    world = World()
+    world.pc.seed(*referrals(3))
+    bad = Rejected("bad-1", MappingError("status", "Open", "unknown status"), {"id": "bad-1"})
+    real = world.pc.changes_since
+
+    def with_a_bad_one(cursor):
+        for page in real(cursor):
+            yield ChangePage(page.referrals, (bad,), page.cursor)
+
+    world.pc.changes_since = with_a_bad_one  # type: ignore[method-assign]
+    world.cycle()
+
+    assert len(world.opportunities()) == 3
+    [dead] = world.store.dead_letters(CONNECTION)
+    assert dead.record_id == "bad-1"
+    assert dead.payload == {"id": "bad-1"}
+    assert "status" in dead.reason
+
+
+def test_accepting_without_a_value_is_dead_lettered_with_guidance_then_goes_through_once_filled():
+    world = World()
+    [ref] = referrals(1)
+    world.pc.seed(ref)
+    world.settle()
+    world.salesperson(ref.id, StageName="Qualification", Amount=Decimal(0))
+
+    world.cycle()
+
+    assert world.pc.referrals[ref.id].lifecycle == NEW
+    [dead] = world.store.dead_letters(CONNECTION)
+    assert dead.direction is Direction.OUTBOUND
+    assert "fill Amount" in dead.reason
+
+    world.salesperson(ref.id, Amount=Decimal(5000))
+    world.cycle()
+
+    assert world.pc.referrals[ref.id].lifecycle == ACTIVE
+    assert world.store.dead_letters(CONNECTION) == []  # resolved by the successful sync
+
+
+def test_an_update_made_invalid_by_a_concurrent_change_is_dead_lettered_and_retried_later():
+    world = World()
+    [ref] = referrals(1)
+    world.pc.seed(ref)
+    world.settle()
+    accepted(world, ref.id)
+    real_update = world.pc.update
+
+    def conflicting(update, current):
+        raise ConflictError("stale eTag, and after a re-read the update no longer applies")
+
+    world.pc.update = conflicting  # type: ignore[method-assign]
+    world.cycle()
+
+    [dead] = world.store.dead_letters(CONNECTION)
+    assert (dead.direction, dead.attempts) == (Direction.OUTBOUND, 1)
+    assert "no longer applies" in dead.reason
+    assert dead.payload["fields"]["StageName"] == "Qualification"
+
+    world.pc.update = real_update  # type: ignore[method-assign]
+    world.salesperson(ref.id, Description="Called Ada twice")
+    world.cycle()
+
+    assert world.pc.referrals[ref.id].lifecycle == ACTIVE
+    assert world.store.dead_letters(CONNECTION) == []
+
+
+# -- 6. transient faults end the cycle, the next one resumes -----------------------------------
+
+
+def test_a_transient_partner_center_fault_fails_the_cycle_and_loses_nothing():
+    world = World()
+    world.pc.seed(*referrals(5))
+    world.pc.fail_next = [TransientError("503")]
+
+    result = world.cycle()
+
+    assert result.inbound.failed
+    assert "TransientError" in result.inbound.errors[0]
+    assert world.opportunities() == {}
+    world.cycle()
+    assert len(world.opportunities()) == 5
+
+
+# -- 7. cost grows with change -----------------------------------------------------------------
+
+
+def test_a_cycle_with_nothing_new_costs_one_request_per_side():
+    world = World()
+    world.pc.seed(*referrals(40))
+    world.settle()
+    pc_before, crm_before = sum(world.pc.requests.values()), world.crm.request_count
+
+    world.cycle()
+
+    assert sum(world.pc.requests.values()) - pc_before == 1
+    assert world.crm.request_count - crm_before == 1
+
+
+def test_a_page_of_changes_is_one_batched_upsert():
+    world = World()
+    world.pc.seed(*referrals(150))  # two pages of Partner Center's feed
+    before = world.crm.request_count
+
+    world.sync.inbound.run(
+        RunReport(connection=CONNECTION, direction=Direction.INBOUND, started_at=world.clock.now())
+    )
+
+    assert world.crm.request_count - before == 2  # one batched upsert per page
+    assert world.pc.requests["list"] == 2
+    assert len(world.opportunities()) == 150
+
+
+# -- the lifecycle -----------------------------------------------------------------------------
+
+
+def test_accept_win_lose_and_decline_in_the_crm_reach_partner_center():
+    world = World()
+    a, b, c, d = referrals(4)
+    world.pc.seed(a, b, c, d)
+    world.settle()
+
+    accepted(world, a.id)
+    world.salesperson(b.id, StageName="Closed Won", Amount=Decimal(9000), Description="Won")
+    world.salesperson(c.id, StageName="Closed Lost", Decline_Reason__c="Not a fit")
+    accepted(world, d.id)
+    world.settle()
+    world.salesperson(d.id, StageName="Closed Lost", Loss_Reason__c="Price")
+    world.settle()
+
+    lifecycle = {rid: str(r.lifecycle) for rid, r in world.pc.referrals.items()}
+    assert lifecycle == {
+        a.id: "Active/Accepted",
+        b.id: "Closed/Won",
+        c.id: "Closed/Declined",
+        d.id: "Closed/Lost",
+    }
+    assert [h for h in world.pc.history if h[0] == b.id] == [
+        (b.id, "Active/Accepted"),
+        (b.id, "Closed/Won"),
+    ]
+    assert world.pc.referrals[a.id].deal.value == Decimal(42000)
+    assert world.pc.referrals[c.id].status_reason == "Not a fit"
+    assert world.pc.referrals[d.id].status_reason == "Price"
+    assert world.opportunity(a.id)["Partner_Center_Status__c"] == "Active/Accepted"
+
+
+def test_an_expired_referral_closes_its_open_opportunity():
+    world = World()
+    [ref] = referrals(1)
+    world.pc.seed(ref)
+    world.settle()
+
+    world.pc.expire(ref.id)
+    world.settle()
+
+    opp = world.opportunity(ref.id)
+    assert (opp["StageName"], opp["Partner_Center_Status__c"]) == ("Closed Lost", "Closed/Expired")
+    assert world.pc.referrals[ref.id].lifecycle == Lifecycle(Status.CLOSED, Substatus.EXPIRED)
+
+
+def test_a_referral_closed_by_microsoft_after_the_crm_won_it_is_a_logged_conflict():
+    world = World()
+    [ref] = referrals(1, lifecycle=ACTIVE)
+    world.pc.seed(ref)
+    world.settle()
+    world.salesperson(ref.id, StageName="Closed Won")
+    world.pc.microsoft_edit(ref.id, lifecycle=Lifecycle(Status.CLOSED, Substatus.LOST))
+
+    with capture_logs() as logs:
+        world.settle()
+
+    assert world.opportunity(ref.id)["StageName"] == "Closed Won"  # not reopened, not re-closed
+    assert world.opportunity(ref.id)["Partner_Center_Status__c"] == "Closed/Lost"
+    conflicts = [e for e in logs if e["event"] == "conflict_resolved"]
+    assert conflicts
+    assert all(e["rule"] == "terminal_states_win" for e in conflicts)
+
+
+# -- plan mode ---------------------------------------------------------------------------------
+
+
+def test_plan_mode_says_what_it_would_write_and_writes_nothing():
+    world = World()
+    world.pc.seed(*referrals(3))
+
+    result = world.cycle(plan=True)
+
+    assert world.opportunities() == {}
+    assert world.store.get_cursor(CONNECTION, PC_STREAM) is None
+    assert [p.action for p in result.inbound.planned] == ["create"] * 3
+    assert result.inbound.planned[0].values["StageName"] == "Prospecting"
+    assert result.inbound.counts["would_create"] == 3
+
+
+def test_plan_mode_shows_the_partner_update_it_would_send():
+    world = World()
+    [ref] = referrals(1)
+    world.pc.seed(ref)
+    world.settle()
+    accepted(world, ref.id)
+
+    result = world.cycle(plan=True)
+
+    [planned] = result.outbound.planned
+    assert planned.action == "accept"
+    assert planned.values["deal_value"] == "42000"
+    assert world.pc.referrals[ref.id].lifecycle == NEW
+    assert world.store.get_cursor(CONNECTION, CRM_STREAM) is not None  # from the settle only
+
+
+@pytest.mark.parametrize("n", [0, 1, 101])
+def test_runs_are_recorded_per_direction(n: int):
+    world = World()
+    world.pc.seed(*referrals(n))
+
+    world.cycle()
+
+    runs = world.store.recent_runs(CONNECTION)
+    assert [r.direction for r in runs] == [Direction.INBOUND, Direction.OUTBOUND]  # newest first
+    assert runs[0].counts.get("created", 0) == n
+    assert all(r.outcome == "ok" for r in runs)
