@@ -59,10 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     tour = commands.add_parser(
         "try",
-        help="start the sandbox and run the Partner Center side end to end",
+        help="start the sandbox and run the two-way sync end to end",
         description=(
-            "Start the sandbox, sign in, pull every referral, accept one through a stale eTag, "
-            "poll again, and report the requests it cost."
+            "Start the sandbox (Entra ID, Partner Center, a Salesforce org), sign in, sync every "
+            "referral into Salesforce, let a simulated salesperson work, sync the changes back, "
+            "and report what each cycle did and cost in requests."
         ),
         epilog="example:\n  referral-sync try --state-dir .sandbox --referrals 500",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -1,30 +1,32 @@
-"""``referral-sync try``: what exists today, end to end, against the sandbox, in one command.
+"""``referral-sync try``: the two-way sync end to end against the sandbox, in one command.
 
-It starts the sandbox (Entra ID and Partner Center over TLS), writes a configuration pointing at
-it, signs in with the device-code flow (the sandbox's test user approves at once), pulls every
-referral through the change feed, accepts one referral while Microsoft edits it at the same
-moment (a stale eTag, recovered), polls again from the saved cursor, and reports what it cost in
-requests. Human-readable lines go to stdout, JSON log lines to stderr.
+It starts the sandbox (Entra ID, Partner Center and a Salesforce org over TLS), writes a
+configuration pointing at it (SQLite state in the state folder), checks the mapping against the
+org's metadata, signs in with the device-code flow (the sandbox's test user approves at once),
+syncs every referral into Salesforce, lets a simulated salesperson work the opportunities, syncs
+the partner's changes back to Partner Center, and shows an idle cycle's cost. Human-readable
+lines go to stdout, JSON log lines to stderr.
 
-The daemon (``referral-sync run`` / ``demo``) replaces this once the CRM side and the engine exist.
+The daemon (``referral-sync run``) schedules the same cycles; it lands with its issue.
 """
 
 from __future__ import annotations
 
 import collections
+import random
+from collections.abc import Callable
 from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
-from connector.model import Action, PartnerUpdate, Referral, Status
-from connector.partner_center.build import build_partner_center
-from connector.ports import ChangeCursor
+from connector.ports import StateStore
 from connector.settings import load_settings
+from connector.state import open_state_store
+from connector.wiring import Connection, build_connection
 from sandbox.app import Sandbox
 
 CONFIG_TEMPLATE = """\
-# Written by `referral-sync try`: the Partner Center side of a connection, on the sandbox.
+# Written by `referral-sync try`: one connection, Partner Center <-> Salesforce, on the sandbox.
 [state]
 url = "sqlite:///{state_dir}/state.db"
 
@@ -75,77 +77,104 @@ def write_sandbox_config(sandbox: Sandbox, state_dir: Path) -> Path:
     return path
 
 
-def run_tour(state_dir: Path, *, referrals: int, out: TextIO) -> int:
+def run_tour(state_dir: Path, *, referrals: int, out: TextIO, steps: int = 80) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
 
     def say(line: str = "") -> None:
         print(line, file=out, flush=True)
 
     with Sandbox(state_dir, referrals=referrals, user_realm_port=None) as sandbox:
-        say(f"sandbox up: Entra {sandbox.info['servers']['entra']}")
+        servers = sandbox.info["servers"]
+        say(f"sandbox up: Entra {servers['entra']}")
         say(f"            Partner Center {sandbox.info['partner_center']['base_url']}")
+        say(f"            Salesforce {sandbox.info['salesforce']['instance_url']}")
         config = write_sandbox_config(sandbox, state_dir)
         settings = load_settings(config)
         say(f"config written: {config}")
-        pc = build_partner_center(
-            settings.connections[0].partner_center, prompt=lambda m: say(f"  entra: {m}")
-        )
-
-        say("\n1. Sign in (device code; the sandbox's test user approves at once)")
-        user = pc.auth.login()
-        say(f"   signed in as {user}; token cache written owner-only")
-
-        say(f"\n2. Backfill: every referral through the change feed ({referrals} seeded)")
-        sandbox.log.clear()
-        cursor = ChangeCursor()
-        pulled: list[Referral] = []
-        for number, page in enumerate(pc.source.changes_since(cursor), start=1):
-            pulled.extend(page.referrals)
-            cursor = page.cursor
-            say(f"   page {number}: {len(page.referrals)} referrals, {len(page.rejected)} rejected")
-        by_state = collections.Counter(f"{r.status}/{r.substatus}" for r in pulled)
-        say(
-            f"   {len(pulled)} referrals: "
-            + ", ".join(f"{k} {v}" for k, v in sorted(by_state.items()))
-        )
-        say(f"   requests to Partner Center: {_requests(sandbox)}")
-
-        fresh = next((r for r in pulled if r.status == Status.NEW and r.name), None)
-        if fresh is not None:
-            say("\n3. Accept one referral while Microsoft edits it at the same moment")
-            sandbox.log.clear()
-            sandbox.partner_center.store.edit(fresh.id, name=f"{fresh.name} (renamed by Microsoft)")
-            accepted = pc.source.update(
-                PartnerUpdate(
-                    referral_id=fresh.id,
-                    action=Action.ACCEPT,
-                    deal_value=Decimal("48000"),
-                    currency=fresh.deal.currency or "USD",
-                    close_date=(fresh.created_at + timedelta(days=90)).date(),
-                    partner_notes="Accepted from the sandbox tour",
-                    external_reference_id="006TOUR000000001",
-                ),
-                fresh,
+        store = open_state_store(settings.state.url)
+        try:
+            connection = build_connection(
+                settings.connections[0],
+                store,
+                clock=sandbox.clock,
+                prompt=lambda m: say(f"  entra: {m}"),
             )
-            say(
-                f"   {fresh.id}: {fresh.status}/{fresh.substatus} -> "
-                f"{accepted.status}/{accepted.substatus}, value {accepted.deal.value} "
-                f"{accepted.deal.currency}, CRM id {accepted.external_reference_id}"
-            )
-            stale = sandbox.log.count(service="partner_center", route="referrals_patch", status=412)
-            say(
-                f"   name now {accepted.name!r}: {stale} PATCH met a stale eTag (412), the "
-                f"referral was re-read and the update re-applied; {_requests(sandbox)} requests"
-            )
-
-        say("\n4. Poll again from the saved cursor")
-        sandbox.log.clear()
-        changed = [r.id for page in pc.source.changes_since(cursor) for r in page.referrals]
-        say(f"   {len(changed)} change(s) since the backfill, {_requests(sandbox)} request(s)")
-
-    say("\nDone. Next: the CRM side and the sync engine (see README, 'Where we are').")
+            _tour(sandbox, connection, store, referrals=referrals, steps=steps, say=say)
+        finally:
+            store.close()
+        say(f"\nState (SQLite, owner-only): {settings.state.url.removeprefix('sqlite:///')}")
+    say("Next: the daemon (`referral-sync run`) schedules these cycles; see README.")
     return 0
 
 
-def _requests(sandbox: Sandbox) -> int:
-    return sandbox.log.count(service="partner_center")
+def _tour(
+    sandbox: Sandbox,
+    connection: Connection,
+    store: StateStore,
+    *,
+    referrals: int,
+    steps: int,
+    say: Callable[[str], None],
+) -> None:
+    spec = connection.spec
+    say(
+        f"   mapping {spec.source}: {len(spec.fields)} fields, key {spec.key}, checked "
+        "against the org's metadata"
+    )
+    say("\n1. Sign in (device code; the sandbox's test user approves at once)")
+    user = connection.partner_center.auth.login()
+    say(f"   signed in as {user}; token cache written owner-only")
+
+    say(f"\n2. First cycle: {referrals} referrals from Partner Center into Salesforce")
+    sandbox.log.clear()
+    result = connection.sync.run_cycle()
+    inbound = result.inbound.counts
+    opportunities = sandbox.salesforce.store.records("Opportunity")
+    say(
+        f"   {inbound['created']} opportunities created ({len(opportunities)} in the org), "
+        f"{inbound['crm_id_written_back']} CRM ids written back to Partner Center"
+    )
+    say(f"   requests: {_requests(sandbox)}")
+
+    say(f"\n3. A salesperson works {steps} steps in Salesforce (accept, decline, win, lose, edit)")
+    rng = random.Random(7)  # noqa: S311 - a reproducible simulated salesperson, not security
+    done = collections.Counter(
+        action.kind
+        for action in (sandbox.salesforce.salesperson.random_step(rng) for _ in range(steps))
+        if action is not None
+    )
+    say("   " + ", ".join(f"{kind} {n}" for kind, n in sorted(done.items())))
+
+    say("\n4. Next cycle: the partner's changes go to Partner Center")
+    sandbox.log.clear()
+    result = connection.sync.run_cycle()
+    sent = result.outbound.counts
+    say(
+        "   sent: "
+        + ", ".join(
+            f"{a} {sent[a]}" for a in ("accept", "decline", "win", "lose", "edit") if sent[a]
+        )
+        + f"; our own writes recognised and skipped: {sent['unchanged']}"
+    )
+    states = collections.Counter(
+        f"{r['status']}/{r['substatus']}" for r in sandbox.partner_center.store.all_raw()
+    )
+    say("   Partner Center now: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
+    say(f"   requests: {_requests(sandbox)}")
+
+    say("\n5. Idle: nothing changes (a minute later, past the feeds' overlap windows)")
+    sandbox.clock.advance(timedelta(minutes=2))
+    connection.sync.run_cycle()
+    sandbox.log.clear()
+    connection.sync.run_cycle()
+    say(f"   one more cycle cost {_requests(sandbox)}")
+    dead = store.dead_letters(connection.settings.name)
+    say(
+        f"\nDead letters: {len(dead)}"
+        + "".join(f"\n   {d.record_id}: {d.reason}" for d in dead[:5])
+    )
+
+
+def _requests(sandbox: Sandbox) -> str:
+    counts = collections.Counter(entry.service for entry in sandbox.log.entries())
+    return ", ".join(f"{service} {n}" for service, n in sorted(counts.items())) or "none"

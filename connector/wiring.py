@@ -6,6 +6,7 @@ metadata, stops start-up with a :class:`~connector.errors.ConfigError` naming ea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from structlog.typing import FilteringBoundLogger
@@ -64,6 +65,7 @@ def build_connection(
     *,
     clock: Clock | None = None,
     logger: FilteringBoundLogger | None = None,
+    prompt: Callable[[str], None] | None = None,
     check_metadata: bool = True,
 ) -> Connection:
     spec = load_connection_mapping(settings)
@@ -83,7 +85,9 @@ def build_connection(
     ).adapter
     if check_metadata:
         check_crm_metadata(spec, crm)
-    partner_center = build_partner_center(settings.partner_center, now=time.now, logger=logger)
+    partner_center = build_partner_center(
+        settings.partner_center, prompt=prompt, now=time.now, logger=logger
+    )
     sync = ConnectionSync(
         settings.name,
         source=partner_center.source,

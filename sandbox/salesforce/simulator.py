@@ -13,6 +13,7 @@ PATCH   /sobjects/{SObject}/{id}                         ``sobject_update``
 DELETE  /sobjects/{SObject}/{id}                         ``sobject_delete``
 PATCH   /sobjects/{SObject}/{ExtField}/{value}           ``sobject_upsert``
 GET     /sobjects/{SObject}/updated/?start=&end=         ``updated``
+POST    /composite/sobjects                              ``collections_create``
 PATCH   /composite/sobjects/{SObject}/{ExtField}         ``collections_upsert``
 GET     /query?q=                                        ``query``
 GET     /queryAll?q=                                     ``query_all``
@@ -33,6 +34,10 @@ each with ``attributes.type`` and the external id; results come back in order; w
 ``allOrNone`` one failure rolls the batch back and every other record reports
 ``ALL_OR_NONE_OPERATION_ROLLED_BACK``. Two records of one request with the same external id
 both fail with ``DUPLICATE_VALUE`` "Duplicate external id specified".
+
+Collections create takes at most 200 records of any sObjects, each with ``attributes.type``
+and no ``Id`` (400 ``INVALID_FIELD`` otherwise); results ``{"id","success","errors"}`` come
+back in order, a refused record failing alone (or, with ``allOrNone``, rolling all back).
 
 Query batches are 2,000 records, or ``Sforce-Query-Options: batchSize=N`` (200..2,000);
 ``nextRecordsUrl`` is server-relative (``/services/data/vNN.N/query/01g…-2000``), a snapshot
@@ -94,6 +99,7 @@ ROUTES = Map(
             methods=["PATCH"],
             endpoint="sobject_upsert",
         ),
+        Rule(f"{DATA}/composite/sobjects", methods=["POST"], endpoint="collections_create"),
         Rule(
             f"{DATA}/composite/sobjects/<sobject>/<field>",
             methods=["PATCH"],
@@ -430,6 +436,60 @@ class SalesforceSimulator:
                     f"One or more records have a type different from {obj.name}",
                 )
         return _json(self._upsert_batch(obj.name, fdef.name, records, all_or_none))
+
+    def _collections_create(self, request: Request, version: str) -> Response:
+        body = _json_object(request)
+        records = body.get("records")
+        all_or_none = body.get("allOrNone", False)
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise ApiError(400, "JSON_PARSER_ERROR", "records must be a list of sObjects")
+        if not isinstance(all_or_none, bool):
+            raise ApiError(400, "JSON_PARSER_ERROR", "allOrNone must be a boolean")
+        if len(records) > MAX_COLLECTION:
+            raise ApiError(
+                400,
+                "EXCEEDED_ID_LIMIT",
+                f"Maximum number of records allowed in a request is {MAX_COLLECTION}",
+            )
+        typed: list[tuple[str, dict[str, Any]]] = []
+        for record in records:
+            attributes = record.get("attributes")
+            if not isinstance(attributes, dict) or not attributes.get("type"):
+                raise ApiError(
+                    400,
+                    "INVALID_INPUT",
+                    "Invalid input. Each record must have an attributes map with a type.",
+                )
+            obj = self.org.sobject(str(attributes["type"]))
+            if obj is None:
+                raise ApiError(
+                    400, "INVALID_TYPE", f"sObject type '{attributes['type']}' is not supported."
+                )
+            if any(k.lower() == "id" for k in record):
+                raise ApiError(400, "INVALID_FIELD", "Cannot specify Id in an insert call")
+            typed.append((obj.name, {k: v for k, v in record.items() if k != "attributes"}))
+
+        def create_one(sobject: str, fields: dict[str, Any]) -> dict[str, Any]:
+            try:
+                return {"id": self.store.create(sobject, fields), "success": True, "errors": []}
+            except RecordRejected as exc:
+                failed = _failure(list(exc.errors))
+                failed.pop("created")
+                return failed
+
+        def apply() -> list[dict[str, Any]]:
+            results = [create_one(sobject, fields) for sobject, fields in typed]
+            if all_or_none and not all(r["success"] for r in results):
+                rolled = _failure([ROLLED_BACK])
+                rolled.pop("created")
+                raise _RolledBack([r if not r["success"] else rolled for r in results])
+            return results
+
+        try:
+            with self.store.atomic():
+                return _json(apply())
+        except _RolledBack as exc:
+            return _json(exc.results)
 
     def _upsert_batch(
         self, sobject: str, field_name: str, records: list[dict[str, Any]], all_or_none: bool

@@ -68,6 +68,7 @@ class FakeOrg:
         mocked.add_callback("GET", re.compile(rf"{API}/query/\?.*"), self._query)
         mocked.add_callback("POST", re.compile(rf"{API}/sobjects/\w+/?"), self._create)
         mocked.add_callback("PATCH", UPSERT_URL, self._upsert)
+        mocked.add_callback("POST", f"{API}/composite/sobjects", self._create_collection)
 
     def new_id(self, prefix: str) -> str:
         self._serial += 1
@@ -87,6 +88,21 @@ class FakeOrg:
             return 400, {}, json.dumps(error)
         record_id = self.add(sobject, **fields)
         return 201, {}, json.dumps({"id": record_id, "success": True, "errors": []})
+
+    def _create_collection(self, request: Any) -> tuple[int, dict[str, str], str]:
+        payload = json.loads(request.body)
+        assert payload["allOrNone"] is False
+        assert 0 < len(payload["records"]) <= 200
+        results = []
+        for record in payload["records"]:
+            sobject = record.pop("attributes")["type"]
+            refusal = self.refuse.get(sobject, lambda _: None)(record)
+            if refusal:
+                error = {"statusCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "message": refusal}
+                results.append({"id": None, "success": False, "errors": [{**error, "fields": []}]})
+                continue
+            results.append({"id": self.add(sobject, **record), "success": True, "errors": []})
+        return 200, {}, json.dumps(results)
 
     def _upsert(self, request: Any) -> tuple[int, dict[str, str], str]:
         payload = json.loads(request.body)

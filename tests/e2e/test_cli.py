@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -75,16 +76,18 @@ def test_login_with_an_unknown_connection_name_fails_clearly(sandbox, tmp_path, 
     assert "no connection named 'x'" in capsys.readouterr().err
 
 
-def test_readme_first_command_runs_the_partner_center_side_end_to_end(tmp_path):
+def test_readme_first_command_runs_the_two_way_sync_end_to_end(tmp_path):
     result = run_cli("try", "--state-dir", str(tmp_path / "sbx"), "--referrals", "230")
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "signed in as partner.admin@" in out
-    assert "230 referrals:" in out
-    assert "requests to Partner Center: 3" in out
-    assert "New/Pending -> Active/Accepted" in out
-    assert "1 PATCH met a stale eTag (412)" in out
-    assert "1 change(s) since the backfill, 1 request(s)" in out
+    assert "checked against the org's metadata" in out
+    assert "230 opportunities created (230 in the org)" in out
+    assert re.search(r"sent: accept \d+", out), out
+    assert "one more cycle cost partner_center 1, salesforce 1" in out
+    assert "Dead letters: 0" in out
+    state = tmp_path / "sbx" / "state.db"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
     # the logs are JSON lines and carry no secret from the sandbox
     info = json.loads((tmp_path / "sbx" / "sandbox.json").read_text(encoding="utf-8"))
     secrets = [

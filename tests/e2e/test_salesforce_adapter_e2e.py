@@ -85,6 +85,28 @@ def test_1000_upserts_cost_exactly_five_collection_calls(org):
     assert len(org.salesforce.store.records("Opportunity")) == 1000
 
 
+def test_new_accounts_contacts_and_roles_are_created_200_a_call(org):
+    conn = connect(org, FakeClock())
+    writes = [
+        OpportunityWrite(
+            key=f"R-{n:04d}",
+            fields=write(f"R-{n:04d}").fields,
+            account=AccountRef(name=f"Customer {n}", postal_code=f"{n:05d}"),
+            contacts=(ContactRef(last_name=f"Buyer {n}", email=f"buyer{n}@example.test"),),
+        )
+        for n in range(250)
+    ]
+
+    outcomes = conn.adapter.upsert(writes)
+
+    assert {o.action for o in outcomes} == {"created"}
+    assert count(org, "sobject_create") == 0
+    assert count(org, "collections_create") == 6  # 250 accounts, contacts, roles: 2 calls each
+    assert count(org, "collections_upsert") == 2
+    store = org.salesforce.store
+    assert len(store.records("OpportunityContactRole")) == 250
+
+
 def test_a_record_the_org_refuses_fails_alone_with_its_reason(org):
     conn = connect(org, FakeClock())
     outcomes = conn.adapter.upsert([write("R-1"), write("R-2", StageName="Won Big"), write("R-3")])

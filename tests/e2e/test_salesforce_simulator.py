@@ -467,6 +467,53 @@ def test_a_thousand_upserts_cost_five_collection_calls(sandbox, sf):
     assert sandbox.log.count(service="salesforce", route="collections_upsert") == 5
 
 
+def create_many(sf: SF, records: list[dict[str, Any]], **body: Any) -> requests.Response:
+    return sf.call(
+        "POST", "/composite/sobjects", json={"allOrNone": False, **body, "records": records}
+    )
+
+
+def test_collection_create_takes_mixed_objects_and_answers_in_order(sf):
+    account = {"attributes": {"type": "Account"}, "Name": "Fabrikam", "BillingPostalCode": "80331"}
+    contact = {"attributes": {"type": "Contact"}, "LastName": "Ng", "Email": "ng@fabrikam.example"}
+    response = create_many(sf, [account, contact, opp(ref())])
+
+    assert response.status_code == 200
+    results = response.json()
+    assert [(r["success"], r["errors"], r["id"][:3]) for r in results] == [
+        (True, [], "001"),
+        (True, [], "003"),
+        (True, [], "006"),
+    ]
+    assert "created" not in results[0]
+    assert sf.sim.store.get("Account", results[0]["id"])["Name"] == "Fabrikam"
+
+
+def test_collection_create_fails_a_refused_record_alone_or_rolls_back_all_or_none(sf):
+    good = {"attributes": {"type": "Account"}, "Name": f"Good {ref()}"}
+    bad = {"attributes": {"type": "Contact"}, "FirstName": "No last name"}
+
+    results = create_many(sf, [good, bad]).json()
+    assert results[0]["success"] is True
+    assert results[1]["success"] is False
+    assert results[1]["errors"][0]["statusCode"] == "REQUIRED_FIELD_MISSING"
+
+    again = {"attributes": {"type": "Account"}, "Name": f"Rolled {ref()}"}
+    rolled = create_many(sf, [again, bad], allOrNone=True).json()
+    assert rolled[0]["errors"][0]["statusCode"] == "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    assert again["Name"] not in {a["Name"] for a in sf.sim.store.records("Account")}
+
+
+def test_collection_create_refuses_ids_unknown_types_and_more_than_200(sf):
+    with_id = {"attributes": {"type": "Account"}, "Name": "X", "Id": "001000000000001AAA"}
+    assert create_many(sf, [with_id]).json()[0]["errorCode"] == "INVALID_FIELD"
+    unknown = {"attributes": {"type": "Lead__x"}, "Name": "X"}
+    assert create_many(sf, [unknown]).json()[0]["errorCode"] == "INVALID_TYPE"
+    too_many = create_many(sf, [{"attributes": {"type": "Account"}, "Name": "X"}] * 201)
+    assert too_many.status_code == 400
+    assert too_many.json()[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
+
+
 # -- queries ---------------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from connector.ports import StateStore
 from connector.settings import load_settings
 from connector.state import open_state_store
 from connector.tour import write_sandbox_config
@@ -23,7 +24,7 @@ KEY = "Partner_Center_Referral_Id__c"
 
 
 @pytest.fixture
-def world(sandbox: Sandbox, tmp_path: Path) -> Iterator[tuple[Sandbox, Connection]]:
+def world(sandbox: Sandbox, tmp_path: Path) -> Iterator[tuple[Sandbox, Connection, StateStore]]:
     sandbox.partner_center.store.clear()
     sandbox.salesforce.store.clear()
     sandbox.partner_center.store.seed_raw(generate_referrals(500, 11, sandbox.clock))
@@ -31,7 +32,7 @@ def world(sandbox: Sandbox, tmp_path: Path) -> Iterator[tuple[Sandbox, Connectio
     store = open_state_store(f"sqlite:///{tmp_path}/state.db")
     connection = build_connection(settings.connections[0], store, clock=sandbox.clock)
     connection.partner_center.auth.login()
-    yield sandbox, connection
+    yield sandbox, connection, store
     store.close()
 
 
@@ -48,7 +49,7 @@ def requests(sandbox: Sandbox) -> Counter[str]:
 
 
 def test_500_referrals_sync_both_ways_and_an_idle_cycle_costs_one_request_per_side(world):
-    sandbox, connection = world
+    sandbox, connection, store = world
     before = referrals(sandbox)
 
     connection.sync.run_cycle()
@@ -106,3 +107,27 @@ def test_500_referrals_sync_both_ways_and_an_idle_cycle_costs_one_request_per_si
     assert requests(sandbox) == {"partner_center": 1, "salesforce": 1}
     assert result.inbound.counts.get("received", 0) == 0
     assert result.outbound.counts.get("received", 0) == 0
+    assert store.dead_letters() == []
+
+
+def test_referrals_that_cannot_be_mapped_are_dead_lettered_with_the_field_named(world):
+    sandbox, connection, store = world
+    good = sandbox.partner_center.store.all_raw()[:3]
+    sandbox.partner_center.store.clear()
+    unknown_status = {**good[0], "id": "bad00000-0000-4000-8000-000000000001", "status": "Open"}
+    no_customer = {k: v for k, v in good[1].items() if k != "customerProfile"}
+    no_customer["id"] = "bad00000-0000-4000-8000-000000000002"
+    bad_value = {**good[2], "id": "bad00000-0000-4000-8000-000000000003"}
+    bad_value["details"] = {**good[2]["details"], "dealValue": "12,5 thousand"}
+    sandbox.partner_center.store.seed_raw([*good, unknown_status, no_customer, bad_value])
+
+    result = connection.sync.run_cycle()
+
+    assert set(opportunities(sandbox)) == {r["id"] for r in good}
+    dead = {d.record_id: d for d in store.dead_letters()}
+    assert set(dead) == {unknown_status["id"], no_customer["id"], bad_value["id"]}
+    assert dead[unknown_status["id"]].reason.startswith("status:")
+    assert dead[no_customer["id"]].reason.startswith("customerProfile")
+    assert dead[bad_value["id"]].reason.startswith("details.dealValue")
+    assert dead[bad_value["id"]].payload["details"]["dealValue"] == "12,5 thousand"
+    assert result.inbound.outcome == "partial"

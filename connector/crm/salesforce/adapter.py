@@ -217,17 +217,27 @@ class SalesforceAdapter:
         wanted: Mapping[Hashable, tuple[str, dict[str, object]]],
         found: dict[Hashable, str],
     ) -> dict[Hashable, str]:
-        """Create each wanted record not in ``found`` (adding it there); key → why it failed."""
+        """Create each wanted record not in ``found`` (adding it there), 200 a call; returns
+        key → why it failed."""
+        missing = [
+            (key, what, record) for key, (what, record) in wanted.items() if key not in found
+        ]
         errors: dict[Hashable, str] = {}
-        for key, (what, record) in wanted.items():
-            if key in found:
-                continue
+        for chunk in _batches(missing, COLLECTION_LIMIT):
             try:
-                found[key] = self._client.create(sobject, record)
+                results = self._client.create_collection([(sobject, r) for _, _, r in chunk])
             except PermanentError as exc:
-                errors[key] = f"{what} could not be created: {exc}"
+                for key, what, _ in chunk:
+                    errors[key] = f"{what} could not be created: {exc}"
                 continue
-            self._log.info("crm_record_created", sobject=sobject, crm_id=found[key])
+            for (key, what, _), result in zip(chunk, results, strict=True):
+                new_id = result.get("id")
+                if result.get("success") is True and isinstance(new_id, str) and new_id:
+                    found[key] = new_id
+                    self._log.info("crm_record_created", sobject=sobject, crm_id=new_id)
+                else:
+                    reason = save_errors_text(result.get("errors") or []) or "refused"
+                    errors[key] = f"{what} could not be created: {reason}"
         return errors
 
     def _contact_roles(
@@ -253,26 +263,28 @@ class SalesforceAdapter:
             )
             for row in self._client.query(soql):
                 existing.add((_id15(row.get("OpportunityId")), _id15(row.get("ContactId"))))
+        roles: dict[Hashable, tuple[str, dict[str, object]]] = {}
+        owner: dict[Hashable, int] = {}
         for i, (opportunity_id, contact_ids) in wanted.items():
-            assert opportunity_id is not None  # noqa: S101 - filtered above
             for contact_id in contact_ids:
                 pair = (_id15(opportunity_id), _id15(contact_id))
-                if pair in existing:
+                if pair in existing or pair in roles:
                     continue
-                record = {
+                record: dict[str, object] = {
                     wire.CONTACT_ROLE_OPPORTUNITY: opportunity_id,
                     wire.CONTACT_ROLE_CONTACT: contact_id,
                 }
-                try:
-                    self._client.create(CONTACT_ROLE, record)
-                    existing.add(pair)
-                except PermanentError as exc:
-                    outcomes[i] = replace(
-                        outcomes[i],
-                        action="failed",
-                        reason=f"opportunity written, but its contact role was refused: {exc}",
-                    )
-                    break
+                roles[pair] = ("contact role", record)
+                owner[pair] = i
+        created: dict[Hashable, str] = {}
+        for role, reason in self._create_missing(CONTACT_ROLE, roles, created).items():
+            i = owner[role]
+            if not outcomes[i].failed:
+                outcomes[i] = replace(
+                    outcomes[i],
+                    action="failed",
+                    reason=f"opportunity written, but its contact role was refused: {reason}",
+                )
 
     # -- change feed --------------------------------------------------------------------------
 

@@ -310,6 +310,34 @@ class SalesforceClient:
             )
         return [cast(UpsertResult, item) if isinstance(item, dict) else {} for item in answer]
 
+    def create_collection(
+        self, records: Sequence[tuple[str, Mapping[str, object]]]
+    ) -> list[SaveResult]:
+        """``POST composite/sobjects`` with ``allOrNone: false``: create up to 200 records (of
+        any sObjects) in one call; one result per record, in order, a refusal failing alone."""
+        if not 0 < len(records) <= COLLECTION_LIMIT:
+            raise ValueError(
+                f"a collection holds 1..{COLLECTION_LIMIT} records, got {len(records)}"
+            )
+        body = {
+            "allOrNone": False,
+            "records": [
+                {"attributes": {"type": sobject}, **{k: to_json_value(v) for k, v in r.items()}}
+                for sobject, r in records
+            ],
+        }
+        data = json.dumps(body)
+        answer = self._call(
+            "collections_create",
+            lambda sf, kw: sf.restful("composite/sobjects", method="POST", data=data, **kw),
+        )
+        if not isinstance(answer, list) or len(answer) != len(records):
+            got = len(answer) if isinstance(answer, list) else type(answer).__name__
+            raise PermanentError(
+                f"Salesforce collections create answered {got} results for {len(records)} records"
+            )
+        return [cast(SaveResult, item) if isinstance(item, dict) else {} for item in answer]
+
     def create(self, sobject: str, record: Mapping[str, object]) -> str:
         """``POST sobjects/<sobject>``: the new record's id (a refusal is ``RecordRejected``)."""
         data = json.dumps({k: to_json_value(v) for k, v in record.items()})
