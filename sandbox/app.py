@@ -1,11 +1,19 @@
 """The sandbox: every simulator that exists, on one loopback host, over TLS, until stopped.
 
 ``Sandbox(state_dir, ...)`` makes a CA (``state_dir/ca.pem``), a tenant with fresh credentials,
-and serves Entra, Partner Center and Salesforce each on its own
-free port behind one :class:`~sandbox.faults.FaultInjector`, then writes ``state_dir/sandbox.json``
-(owner-only) with everything a client needs: the CA bundle, the Entra authority and credentials,
-the Partner Center base URL, and the Salesforce org's URLs and connected app (its JWT signing
-key in ``state_dir/salesforce-jwt-key.pem``, 0600).
+and serves Entra, Partner Center, Salesforce and Dataverse each on
+its own free port behind one :class:`~sandbox.faults.FaultInjector`, then writes
+``state_dir/sandbox.json`` (owner-only) with everything a client needs: the CA bundle, the Entra
+authority and credentials, the Partner Center base URL, the Salesforce org's URLs and connected
+app (its JWT signing key in ``state_dir/salesforce-jwt-key.pem``, 0600), and the Dataverse
+environment's Web API URL.
+
+Dataverse: the simulator is reached at ``https://HOST:PORT/api/data/v9.2`` but, like a real
+environment, accepts only tokens whose audience is the environment's resource
+``https://<org>.crm.dynamics.com`` (the scope msal sends is that plus ``/.default``). So
+``dataverse.base_url`` and ``dataverse.scope`` differ in the sandbox, where in production both
+come from one org URL: a client must take the scope from configuration, not derive it from the
+URL it calls.
 
 msal's password grant first calls user-realm discovery at ``https://HOST/common/userrealm/USER``
 on port 443 whatever the authority's port, so Entra is also served on ``host:443``. If that
@@ -26,6 +34,9 @@ from types import TracebackType
 from typing import Any
 
 from sandbox.clock import SandboxClock
+from sandbox.dynamics import ALTERNATE_KEY as DATAVERSE_ALTERNATE_KEY
+from sandbox.dynamics import ALTERNATE_KEY_COLUMN as DATAVERSE_KEY_COLUMN
+from sandbox.dynamics import DataverseSimulator, dataverse_responder
 from sandbox.entra import EntraSimulator, SandboxTenant, TokenStore
 from sandbox.faults import FaultInjector, FaultPlan
 from sandbox.http import RunningServer, serve
@@ -45,7 +56,7 @@ SALESFORCE_KEY_FILE = "salesforce-jwt-key.pem"
 class Sandbox:
     """Start with ``start()`` or ``with Sandbox(...) as sb:``; in-process objects for tests:
     ``.tls``, ``.clock``, ``.tokens``, ``.tenant``, ``.entra``, ``.partner_center``,
-    ``.salesforce``, ``.faults``,
+    ``.salesforce``, ``.dataverse``, ``.faults``,
     ``.log``, ``.servers`` and ``.info`` (the ``sandbox.json`` dict)."""
 
     def __init__(
@@ -91,6 +102,10 @@ class Sandbox:
             self.clock, log=self.log, token_lifetime_s=token_lifetime_s
         )
         self.faults.set_responder("salesforce", salesforce_responder)
+        self.dataverse = DataverseSimulator(
+            self.clock, self.tokens, audience=self.tenant.dataverse_resource, log=self.log
+        )
+        self.faults.set_responder("dataverse", dataverse_responder)
         self.servers: dict[str, RunningServer] = {}
         self.info: dict[str, Any] = {}
         self._tls: SandboxTLS | None = None
@@ -147,6 +162,7 @@ class Sandbox:
         self.tokens.reset()
         self.entra.device_pending_polls = self._device_pending_polls
         self.salesforce.reset()
+        self.dataverse.reset()
 
     # -- servers -------------------------------------------------------------------------
 
@@ -181,6 +197,8 @@ class Sandbox:
         self._seed_partner_center()
         self._serve("partner_center", self.partner_center, self.partner_center.route_of, 0)
         self._serve("salesforce", self.salesforce, self.salesforce.route_of, 0)
+        self.dataverse.authority = f"{self.servers['entra'].url}/{self.tenant.tenant_id}"
+        self._serve("dataverse", self.dataverse, self.dataverse.route_of, 0)
 
     def _seed_partner_center(self) -> None:
         store = self.partner_center.store
@@ -205,7 +223,22 @@ class Sandbox:
         base = self.servers["partner_center"].url
         info["partner_center"] = {"base_url": f"{base}/v1.0/engagements"}
         info["salesforce"] = self._salesforce_info()
+        info["dataverse"] = self._dataverse_info()
         return info
+
+    def _dataverse_info(self) -> dict[str, Any]:
+        org_url = self.servers["dataverse"].url
+        resource = self.tenant.dataverse_resource
+        return {
+            "org_url": org_url,
+            "base_url": f"{org_url}/api/data/v9.2",
+            "resource": resource,
+            "scope": f"{resource}/.default",
+            "entra_client": "entra.dataverse",
+            "alternate_key": DATAVERSE_ALTERNATE_KEY,
+            "alternate_key_column": DATAVERSE_KEY_COLUMN,
+            "change_tracking_expire_days": self.dataverse.expire_days,
+        }
 
     def _salesforce_info(self) -> dict[str, Any]:
         key_path = self.state_dir / SALESFORCE_KEY_FILE

@@ -1,0 +1,196 @@
+"""The Dataverse simulator's data rules, on the store directly (no HTTP)."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sandbox.clock import SandboxClock
+from sandbox.dynamics.actions import LOSE, WIN, close_opportunity
+from sandbox.dynamics.errors import DataverseError
+from sandbox.dynamics.protection import Limits, ServiceProtection
+from sandbox.dynamics.refs import EntityRef, parse_bind, parse_key
+from sandbox.dynamics.salesperson import SalespersonSimulator
+from sandbox.dynamics.schema import OrgSchema
+from sandbox.dynamics.store import Lookup, RowStore
+from sandbox.dynamics.tables import DEFAULT_TABLES
+
+KEY = "rs_partnercenterreferralid"
+
+
+@pytest.fixture
+def clock():
+    return SandboxClock(start=datetime(2026, 1, 1, tzinfo=UTC), monotonic=lambda: 0.0)
+
+
+@pytest.fixture
+def store(clock):
+    rows = RowStore(OrgSchema(DEFAULT_TABLES), clock)
+    rows.write("transactioncurrency", None, {"isocurrencycode": "USD", "currencyname": "Dollar"})
+    return rows
+
+
+def code_of(call, *args, **kwargs) -> str:
+    with pytest.raises(DataverseError) as caught:
+        call(*args, **kwargs)
+    return caught.value.code
+
+
+def new_opp(store, **fields) -> str:
+    row_id, created = store.write("opportunity", None, {"name": "Deal", **fields})
+    assert created
+    return row_id
+
+
+def test_every_write_takes_the_next_environment_wide_version(store, clock):
+    first = new_opp(store)
+    account, _ = store.write("account", None, {"name": "A"})
+    clock.advance(timedelta(minutes=1))
+    store.write("opportunity", first, {"name": "Deal 2"})
+    opp, acc = store.get("opportunity", first), store.get("account", account)
+    assert opp["versionnumber"] == acc["versionnumber"] + 1
+    assert opp["modifiedon"] == "2026-01-01T00:01:00Z"
+    assert opp["createdon"] == "2026-01-01T00:00:00Z"
+
+
+def test_new_rows_get_default_state_and_the_base_currency(store):
+    row = store.get("opportunity", new_opp(store))
+    assert (row["statecode"], row["statuscode"]) == (0, 1)
+    assert isinstance(row["transactioncurrencyid"], Lookup)
+    assert row["isrevenuesystemcalculated"] is False
+
+
+def test_alternate_keys_are_unique_without_case(store):
+    new_opp(store, **{KEY: "REF-1"})
+    assert code_of(new_opp, store, **{KEY: "ref-1"}) == "0x80040237"
+    new_opp(store)  # empty keys do not collide
+    new_opp(store)
+
+
+def test_lookups_must_name_live_rows_of_a_target_table(store):
+    ghost = Lookup("account", "0b1c2d3e-0000-4000-8000-000000000009")
+    assert code_of(new_opp, store, parentaccountid=ghost) == "0x80040217"
+    contact, _ = store.write("contact", None, {"lastname": "Smith"})
+    assert code_of(new_opp, store, parentaccountid=Lookup("contact", contact)) == "0x80060888"
+
+
+def test_status_must_belong_to_the_state(store):
+    row_id = new_opp(store)
+    assert code_of(store.write, "opportunity", row_id, {"statuscode": 4}) == "0x80040203"
+    assert code_of(store.write, "opportunity", row_id, {"statecode": 1}) == "0x80040203"
+    store.write("opportunity", row_id, {"statuscode": 2})
+    assert store.get("opportunity", row_id)["statuscode"] == 2
+
+
+def test_non_opportunity_tables_may_change_state_by_update(store):
+    account, _ = store.write("account", None, {"name": "A"})
+    store.write("account", account, {"statecode": 1})
+    assert store.get("account", account)["statuscode"] == 2
+
+
+def test_contact_full_name_is_computed_and_read_only(store):
+    contact, _ = store.write("contact", None, {"firstname": "Ana", "lastname": "Silva"})
+    assert store.get("contact", contact)["fullname"] == "Ana Silva"
+    assert code_of(store.write, "contact", contact, {"fullname": "x"}) == "0x80040203"
+
+
+def test_atomic_rolls_back_every_write_in_the_block(store):
+    before = len(store.rows("opportunity"))
+
+    def two_writes() -> None:
+        with store.atomic():
+            new_opp(store)
+            new_opp(store, name="x" * 301)
+
+    assert code_of(two_writes) == "0x80044331"
+    assert len(store.rows("opportunity")) == before
+
+
+def test_changes_since_lists_writes_and_tombstones(store):
+    kept, gone = new_opp(store), new_opp(store)
+    mark = store.version
+    store.write("opportunity", kept, {"name": "changed"})
+    store.delete("opportunity", gone)
+    rows, deleted = store.changes_since("opportunity", mark)
+    assert [r["opportunityid"] for r in rows] == [kept]
+    assert [i for i, _ in deleted] == [gone]
+    assert store.changes_since("opportunity", store.version) == ([], [])
+
+
+def test_win_closes_and_a_closed_row_is_read_only_until_reopened(store):
+    row_id = new_opp(store, estimatedvalue=10.0)
+    body = {
+        "Status": 3,
+        "OpportunityClose": {"opportunityid@odata.bind": f"/opportunities({row_id})"},
+    }
+
+    def resolve(ref: EntityRef) -> Lookup:
+        return Lookup("opportunity", str(ref.row_id))
+
+    close_opportunity(store, WIN, body, resolve, "https://h/api/data/v9.2")
+    row = store.get("opportunity", row_id)
+    assert (row["statecode"], row["statuscode"], row["actualclosedate"]) == (1, 3, "2026-01-01")
+    assert code_of(store.write, "opportunity", row_id, {"name": "x"}) == "0x8004022e"
+    assert (
+        code_of(store.write, "opportunity", row_id, {"statecode": 0, "name": "x"}) == "0x8004022e"
+    )
+    lose = {**body, "Status": 4}
+    assert code_of(close_opportunity, store, LOSE, lose, resolve, "https://h") == "0x80040203"
+    store.write("opportunity", row_id, {"statecode": 0, "statuscode": 2})
+    store.write("opportunity", row_id, {"name": "open again"})
+    assert len(store.rows("opportunityclose")) == 1
+
+
+def test_keys_parse_guids_quoted_strings_and_integers():
+    guid = "0B1C2D3E-0000-4000-8000-000000000001"
+    assert parse_key(guid) == (guid.lower(), ())
+    assert parse_key("a='O''Brien',b=12") == (None, (("a", "O'Brien"), ("b", 12)))
+    for bad in ("a='x", "a=x", "=1", "a='x' b=1"):
+        with pytest.raises(DataverseError):
+            parse_key(bad)
+    with pytest.raises(DataverseError) as caught:
+        parse_key("a='x/y'")
+    assert caught.value.code == "0x80040203"
+
+
+def test_binds_accept_relative_absolute_and_key_references():
+    root = "https://h/api/data/v9.2"
+    guid = "0b1c2d3e-0000-4000-8000-000000000001"
+    for text in (f"/accounts({guid})", f"accounts({guid})", f"{root}/accounts({guid})"):
+        assert parse_bind(text, root) == EntityRef("accounts", guid)
+    assert parse_bind("/accounts(accountnumber='A1')", root).key == (("accountnumber", "A1"),)
+    for bad in ("", "/accounts", 7):
+        with pytest.raises(DataverseError):
+            parse_bind(bad, root)
+
+
+def test_request_limit_counts_in_a_sliding_window(clock):
+    protection = ServiceProtection(clock, Limits(requests=2, window_s=10))
+    for _ in range(2):
+        with protection.admit("app"):
+            pass
+    with pytest.raises(DataverseError) as caught, protection.admit("app"):
+        pass
+    assert (caught.value.status, caught.value.headers["Retry-After"]) == (429, "10")
+    with protection.admit("another app"):
+        pass
+    clock.advance(timedelta(seconds=10))
+    with protection.admit("app") as headers:
+        assert headers["x-ms-ratelimit-burst-remaining-xrm-requests"] == "1"
+
+
+def test_salesperson_random_steps_repeat_for_a_seed(clock):
+    def steps() -> list[tuple[str, dict[str, object]]]:
+        rows = RowStore(OrgSchema(DEFAULT_TABLES), clock)
+        rows.write("transactioncurrency", None, {"isocurrencycode": "USD", "currencyname": "$"})
+        for i in range(3):
+            rows.write("opportunity", None, {"name": f"R{i}", KEY: f"R{i}", "statuscode": 2})
+        person, rng = SalespersonSimulator(rows), random.Random(7)
+        done = [person.random_step(rng) for _ in range(8)]
+        return [(a.kind, a.fields) for a in done if a is not None]
+
+    first = steps()
+    assert first == steps()
+    assert {kind for kind, _ in first} & {"accept", "decline"}
