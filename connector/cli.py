@@ -12,12 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from connector import __version__
+from connector.commands import add_commands
 from connector.errors import ConfigError
 from connector.settings import load_settings
 
 EXAMPLES = """\
 examples:
   referral-sync try --state-dir .sandbox
+  referral-sync run --config my.toml
+  referral-sync once --config my.toml --json
+  referral-sync dlq list --config my.toml
   referral-sync sandbox serve --state-dir .sandbox --referrals 500
   referral-sync config check --config config/salesforce.example.toml
 """
@@ -76,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     from sandbox.cli import add_parser as add_sandbox_parser  # noqa: PLC0415
 
     add_sandbox_parser(commands)
+    add_commands(commands)
     return parser
 
 

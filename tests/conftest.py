@@ -49,3 +49,19 @@ def ca_session(sandbox: Sandbox) -> Iterator[requests.Session]:
     """A ``requests.Session`` trusting the sandbox CA and ignoring the environment."""
     with ca_session_for(str(sandbox.ca_path)) as session:
         yield session
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Commands run in-process configure structlog and the root logger for their own stderr;
+    put both back after each test so the next one never writes to a stream that is gone."""
+    import logging  # noqa: PLC0415
+
+    import structlog  # noqa: PLC0415
+
+    handlers = logging.root.handlers[:]
+    level = logging.root.level
+    yield
+    structlog.reset_defaults()
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)

@@ -11,6 +11,7 @@ recorded, so the next cycle reads it again, and the upsert by referral id makes 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -70,6 +71,7 @@ class InboundCycle:
         logger: FilteringBoundLogger | None = None,
     ) -> None:
         self.connection = connection
+        self.stopping = threading.Event()  # set: finish the page in hand, then return
         self._source = source
         self._crm = crm
         self._store = store
@@ -85,11 +87,24 @@ class InboundCycle:
         written: list[Referral] = []
         for page in self._source.changes_since(cursor):
             written.extend(self._page(page, report))
+            if self.stopping.is_set():
+                report.count("stopped_early")
+                break
         if not report.plan:
             self._write_back(written, report)
         return report
 
     # -- one page -----------------------------------------------------------------------
+
+    def replay(self, referral_ids: list[str], report: RunReport) -> RunReport:
+        """Sync these referrals now, read afresh from Partner Center, whatever the feed says
+        (``dlq replay``); the feed's cursor is left where it is."""
+        referrals = tuple(self._source.get(rid) for rid in referral_ids)
+        cursor = self._store.get_cursor(self.connection, PC_STREAM) or ChangeCursor().to_json()
+        written = self._page(ChangePage(referrals, (), ChangeCursor.from_json(cursor)), report)
+        if not report.plan:
+            self._write_back(written, report)
+        return report
 
     def _page(self, page: ChangePage, report: RunReport) -> list[Referral]:
         now = self._clock.now()

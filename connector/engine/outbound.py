@@ -10,6 +10,8 @@ with the page's cursor in one transaction.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -20,7 +22,7 @@ from structlog.typing import FilteringBoundLogger
 from connector.engine.report import PlannedChange, RunReport
 from connector.errors import MappingError, PermanentError
 from connector.mapping import CrmView, MappingSpec, decide, read_change
-from connector.mapping.values import wire_value
+from connector.mapping.values import retype, wire_value
 from connector.model import Referral
 from connector.ports import (
     Clock,
@@ -54,6 +56,7 @@ class OutboundCycle:
         logger: FilteringBoundLogger | None = None,
     ) -> None:
         self.connection = connection
+        self.stopping = threading.Event()  # set: finish the page in hand, then return
         self._source = source
         self._crm = crm
         self._store = store
@@ -67,6 +70,16 @@ class OutboundCycle:
         cursor = self._store.get_cursor(self.connection, CRM_STREAM)
         for page in self._crm.changes_since(cursor):
             self._page(page, report)
+            if self.stopping.is_set():
+                report.count("stopped_early")
+                break
+        return report
+
+    def replay(self, changes: list[OpportunityChange], report: RunReport) -> RunReport:
+        """Decide and send these changes again (``dlq replay``: the change as it was dead-
+        lettered, against the referral as Partner Center has it now); the cursor stays."""
+        cursor = self._store.get_cursor(self.connection, CRM_STREAM) or {}
+        self._page(CrmChangePage(tuple(changes), cursor), report)
         return report
 
     def _page(self, page: CrmChangePage, report: RunReport) -> None:
@@ -176,12 +189,7 @@ class OutboundCycle:
             report.count(f"would_{update.action}")
 
     def _dead(self, change: OpportunityChange, reason: str, now: datetime) -> DeadLetterEntry:
-        payload = {
-            "crm_id": change.crm_id,
-            "key": change.key,
-            "modified_at": change.modified_at.isoformat(),
-            "fields": wire_value(dict(change.fields)),
-        }
+        payload = change_payload(change)
         return DeadLetterEntry(
             direction=Direction.OUTBOUND,
             record_id=change.crm_id,
@@ -189,3 +197,29 @@ class OutboundCycle:
             payload=payload,
             seen_at=now,
         )
+
+
+def change_payload(change: OpportunityChange) -> dict[str, Any]:
+    """A CRM change as JSON-able data (a dead letter's payload); :func:`change_from_payload`
+    reads it back for a replay."""
+    return {
+        "crm_id": change.crm_id,
+        "key": change.key,
+        "modified_at": change.modified_at.isoformat(),
+        "fields": wire_value(dict(change.fields)),
+    }
+
+
+def change_from_payload(payload: Mapping[str, Any], spec: MappingSpec) -> OpportunityChange:
+    """The change a dead letter holds, its values typed again by the mapping's transforms."""
+    by_name = {f.crm: f for f in spec.fields}
+    fields: dict[str, object] = {}
+    for name, raw in dict(payload.get("fields") or {}).items():
+        field_map = by_name.get(name)
+        fields[name] = raw if field_map is None or raw is None else retype(field_map, raw)
+    return OpportunityChange(
+        crm_id=str(payload["crm_id"]),
+        key=None if payload.get("key") is None else str(payload["key"]),
+        fields=fields,
+        modified_at=datetime.fromisoformat(str(payload["modified_at"])),
+    )

@@ -54,6 +54,16 @@ class ConnectionSync:
             connection, source=source, crm=crm, store=store, spec=spec, clock=clock, logger=base
         )
 
+    def stop_soon(self) -> None:
+        """The cycle in flight stops after the page it is on (recorded); no new one starts
+        before :meth:`resume`."""
+        self.inbound.stopping.set()
+        self.outbound.stopping.set()
+
+    def resume(self) -> None:
+        self.inbound.stopping.clear()
+        self.outbound.stopping.clear()
+
     def run_cycle(self, *, plan: bool = False) -> CycleResult:
         """Outbound first, then inbound.
 

@@ -12,7 +12,7 @@ from connector.errors import MappingError
 from connector.mapping.spec import FieldMap, Transform
 from connector.model.values import check_amount, format_decimal, parse_currency
 
-__all__ = ["fingerprint", "shape", "wire_value"]
+__all__ = ["fingerprint", "retype", "shape", "wire_value"]
 
 
 def shape(spec: FieldMap, value: object, warnings: list[str]) -> object:
@@ -99,3 +99,14 @@ def fingerprint(values: Mapping[str, object]) -> str:
     """A digest of ``values`` that changes when, and only when, one of them changes."""
     text = json.dumps(wire_value(values), sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def retype(spec: FieldMap, raw: object) -> object:
+    """A value :func:`wire_value` wrote, typed again as ``spec`` shapes it (dates, decimals)."""
+    if spec.transform is Transform.DATE and isinstance(raw, str):
+        return date.fromisoformat(raw)
+    if spec.transform is Transform.DATETIME and isinstance(raw, str):
+        return datetime.fromisoformat(raw)
+    if spec.transform is Transform.DECIMAL and isinstance(raw, str | int | float):
+        return Decimal(str(raw))
+    return raw

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 import pytest
-from builders import ACTIVE, NEW
-from engine_world import CONNECTION, World, referrals
+from builders import ACTIVE, DECLINED, NEW
+from engine_world import CONNECTION, SF_MAPPING, World, referrals
 from structlog.testing import capture_logs
 
 from connector.engine import CRM_STREAM, PC_STREAM, RunReport
@@ -394,3 +395,46 @@ def test_runs_are_recorded_per_direction(n: int):
     assert [r.direction for r in runs] == [Direction.INBOUND, Direction.OUTBOUND]  # newest first
     assert runs[0].counts.get("created", 0) == n
     assert all(r.outcome == "ok" for r in runs)
+
+
+def test_a_stop_request_ends_the_backfill_after_the_page_in_hand_and_the_next_start_resumes():
+    world = World(page_size=10)
+    world.pc.seed(*referrals(35))
+    real_upsert = world.crm.upsert
+
+    def upsert_then_stop(writes):
+        outcomes = real_upsert(writes)
+        world.sync.stop_soon()  # SIGTERM arrives while the first page is being written
+        return outcomes
+
+    world.crm.upsert = upsert_then_stop  # type: ignore[method-assign]
+    result = world.cycle()
+
+    assert result.inbound.counts["stopped_early"] == 1
+    assert len(world.opportunities()) == 10
+    world.crm.upsert = real_upsert  # type: ignore[method-assign]
+    world.restart()
+    world.cycle()
+    assert len(world.opportunities()) == 35
+
+
+def test_a_dead_lettered_crm_change_is_replayed_from_its_payload():
+    world = World()
+    [ref] = referrals(1)
+    world.pc.seed(ref)
+    world.settle()
+    world.salesperson(ref.id, StageName="Closed Lost")  # declining needs a reason
+    world.cycle()
+    [dead] = world.store.dead_letters(CONNECTION)
+
+    from connector.engine.outbound import change_from_payload  # noqa: PLC0415
+
+    change = change_from_payload(dead.payload, SF_MAPPING)
+    change = dataclasses.replace(change, fields={**change.fields, "Decline_Reason__c": "Other"})
+    report = RunReport(
+        connection=CONNECTION, direction=Direction.OUTBOUND, started_at=world.clock.now()
+    )
+    world.sync.outbound.replay([change], report)
+
+    assert world.pc.referrals[ref.id].lifecycle == DECLINED
+    assert world.store.dead_letters(CONNECTION) == []

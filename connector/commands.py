@@ -1,0 +1,321 @@
+"""The commands that run the sync or look at its state: ``run``, ``once``, ``plan``, ``status``
+and ``dlq``. Each takes the parsed arguments and returns the exit status; ``cli.py`` wires them.
+
+Human-readable text goes to stdout (``--json`` for machines), JSON log lines to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from connector.clock import SystemClock
+from connector.engine import CycleResult, RunReport
+from connector.engine.outbound import change_from_payload
+from connector.errors import MappingError, PermanentError
+from connector.ports import DeadLetter, Direction, StateStore
+from connector.settings import Settings, load_settings
+from connector.state import open_state_store
+from connector.wiring import Connection, build_connection
+
+__all__ = ["add_commands"]
+
+
+def add_commands(commands: Any) -> None:  # noqa: ANN401 - argparse's private subparsers type
+    def command(name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text[0].upper() + help_text[1:] + ".",
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        parser.add_argument("--config", type=Path, required=True, help="the TOML configuration")
+        return parser
+
+    run = command(
+        "run",
+        "run the daemon: every connection's cycle on its interval",
+        "referral-sync run --config my.toml",
+    )
+    run.add_argument("--duration", type=float, help="stop after this many seconds (default: never)")
+    run.set_defaults(func=run_daemon)
+
+    once = command(
+        "once",
+        "run one cycle of each direction for every connection",
+        "referral-sync once --config my.toml --json",
+    )
+    once.add_argument("--json", action="store_true", help="print the cycle summaries as JSON")
+    once.set_defaults(func=run_once)
+
+    plan = command(
+        "plan",
+        "show what one cycle would write, per record, writing nothing",
+        "referral-sync plan --config my.toml",
+    )
+    plan.add_argument("--json", action="store_true", help="print the planned writes as JSON")
+    plan.set_defaults(func=run_plan)
+
+    status = command(
+        "status",
+        "show each connection's last cycles and dead letters",
+        "referral-sync status --config my.toml",
+    )
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.set_defaults(func=run_status)
+
+    dlq = commands.add_parser(
+        "dlq",
+        help="list, show, replay or drop the records that could not be synced",
+        description="Dead letters: records that could not be synced, with the reason and payload.",
+        epilog="examples:\n  referral-sync dlq list --config my.toml\n"
+        "  referral-sync dlq replay 12 --config my.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="the unresolved dead letters, oldest first")
+    listing.add_argument("--config", type=Path, required=True)
+    listing.add_argument("--all", action="store_true", help="resolved ones too")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=run_dlq_list)
+    for name, help_text, func in (
+        ("show", "one dead letter with its payload", run_dlq_show),
+        ("replay", "sync the record again now (re-read where it can be)", run_dlq_replay),
+        ("drop", "mark it resolved without syncing it", run_dlq_drop),
+    ):
+        action = actions.add_parser(name, help=help_text)
+        action.add_argument("id", type=int, help="the dead letter's id (see dlq list)")
+        action.add_argument("--config", type=Path, required=True)
+        action.set_defaults(func=func)
+
+
+# -- shared ---------------------------------------------------------------------------------------
+
+
+def _configure(settings: Settings) -> None:
+    from connector.observe.logging import configure_logging  # noqa: PLC0415
+
+    configure_logging(
+        level=settings.logging.level, mask_customer_contacts=settings.logging.mask_customer_contacts
+    )
+
+
+@contextmanager
+def _store(settings: Settings) -> Iterator[StateStore]:
+    store = open_state_store(settings.state.url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _connections(settings: Settings, store: StateStore) -> list[Connection]:
+    """Every connection built and checked (mapping, CRM metadata) before any cycle runs."""
+    return [build_connection(c, store) for c in settings.connections]
+
+
+def _report_line(report: RunReport) -> str:
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()) if v)
+    errors = f"; {'; '.join(report.errors)}" if report.errors else ""
+    done = counts or "nothing to do"
+    return f"{report.connection} {report.direction}: {report.outcome} ({done}){errors}"
+
+
+# -- run, once, plan -----------------------------------------------------------------------------
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    from connector.daemon.scheduler import Daemon  # noqa: PLC0415
+
+    settings = load_settings(args.config)
+    _configure(settings)
+    with _store(settings) as store:
+        daemon = Daemon(_connections(settings, store), clock=SystemClock())
+        return daemon.run_until_stopped(duration=args.duration)
+
+
+def _cycles(args: argparse.Namespace, *, plan: bool) -> list[CycleResult]:
+    settings = load_settings(args.config)
+    _configure(settings)
+    with _store(settings) as store:
+        return [c.sync.run_cycle(plan=plan) for c in _connections(settings, store)]
+
+
+def run_once(args: argparse.Namespace) -> int:
+    results = _cycles(args, plan=False)
+    reports = [r for result in results for r in (result.outbound, result.inbound)]
+    if args.json:
+        print(json.dumps([{**r.summary(), "errors": r.errors} for r in reports], indent=2))
+    else:
+        for report in reports:
+            print(_report_line(report))
+    return 1 if any(r.failed for r in reports) else 0
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    results = _cycles(args, plan=True)
+    planned = [
+        {"connection": r.connection, "direction": str(r.direction), **asdict(p)}
+        for result in results
+        for r in (result.outbound, result.inbound)
+        for p in r.planned
+    ]
+    if args.json:
+        print(json.dumps(planned, indent=2, default=str))
+        return 0
+    for item in planned:
+        values = ", ".join(f"{k}={v!r}" for k, v in item["values"].items())
+        where = f"{item['connection']} {item['direction']}"
+        print(f"{where} {item['action']} {item['record_id']}: {values}")
+    print(f"{len(planned)} write(s) planned, none made")
+    return 0
+
+
+# -- status and dead letters ----------------------------------------------------------------------
+
+
+def run_status(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    with _store(settings) as store:
+        data: list[dict[str, Any]] = []
+        for conn in settings.connections:
+            runs = store.recent_runs(conn.name, limit=6)
+            dead = store.dead_letters(conn.name)
+            data.append(
+                {
+                    "connection": conn.name,
+                    "crm": conn.crm,
+                    "interval_seconds": conn.interval_seconds,
+                    "dead_letters": len(dead),
+                    "runs": [
+                        {
+                            "direction": str(r.direction),
+                            "started_at": r.started_at.isoformat(),
+                            "finished_at": None
+                            if r.finished_at is None
+                            else r.finished_at.isoformat(),
+                            "outcome": r.outcome,
+                            "counts": dict(r.counts),
+                            "errors": list(r.errors),
+                        }
+                        for r in runs
+                    ],
+                }
+            )
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    for item in data:
+        print(
+            f"{item['connection']} ({item['crm']}, every {item['interval_seconds']:g} s): "
+            f"{item['dead_letters']} dead letter(s)"
+        )
+        if not item["runs"]:
+            print("  no cycle yet")
+        for run in item["runs"]:
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(run["counts"].items()) if v)
+            outcome = run["outcome"] or "running"
+            print(f"  {run['started_at']}  {run['direction']:<8} {outcome}  {counts}")
+    return 0
+
+
+def _dead_letter_dict(d: DeadLetter, *, payload: bool) -> dict[str, Any]:
+    data = {
+        "id": d.id,
+        "connection": d.connection,
+        "direction": str(d.direction),
+        "record_id": d.record_id,
+        "reason": d.reason,
+        "attempts": d.attempts,
+        "first_seen": d.first_seen.isoformat(),
+        "last_seen": d.last_seen.isoformat(),
+        "resolved_at": None if d.resolved_at is None else d.resolved_at.isoformat(),
+    }
+    if payload:
+        data["payload"] = dict(d.payload)
+    return data
+
+
+def run_dlq_list(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    with _store(settings) as store:
+        letters = store.dead_letters(include_resolved=args.all)
+    if args.json:
+        print(json.dumps([_dead_letter_dict(d, payload=False) for d in letters], indent=2))
+        return 0
+    for d in letters:
+        state = "resolved" if d.resolved_at else f"{d.attempts} attempt(s)"
+        print(f"#{d.id} {d.connection} {d.direction} {d.record_id or '-'} ({state}): {d.reason}")
+    print(f"{len(letters)} dead letter(s)")
+    return 0
+
+
+def _find(store: StateStore, dead_letter_id: int) -> DeadLetter | None:
+    found = store.get_dead_letter(dead_letter_id)
+    if found is None:
+        print(f"referral-sync: no dead letter #{dead_letter_id}", file=sys.stderr)
+    return found
+
+
+def run_dlq_show(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    with _store(settings) as store:
+        found = _find(store, args.id)
+    if found is None:
+        return 2
+    print(json.dumps(_dead_letter_dict(found, payload=True), indent=2, ensure_ascii=False))
+    return 0
+
+
+def run_dlq_drop(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    with _store(settings) as store:
+        found = _find(store, args.id)
+        if found is None:
+            return 2
+        store.resolve_dead_letter(found.id, SystemClock().now())
+    print(f"#{found.id} dropped (marked resolved, not synced)")
+    return 0
+
+
+def run_dlq_replay(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    _configure(settings)
+    with _store(settings) as store:
+        found = _find(store, args.id)
+        if found is None:
+            return 2
+        if found.record_id is None:
+            print(
+                f"referral-sync: #{found.id} names no record to replay; fix the source and drop it",
+                file=sys.stderr,
+            )
+            return 2
+        [connection] = [
+            build_connection(c, store) for c in settings.connections if c.name == found.connection
+        ]
+        sync = connection.sync
+        report = RunReport(
+            connection=found.connection, direction=found.direction, started_at=SystemClock().now()
+        )
+        try:
+            if found.direction is Direction.INBOUND:
+                sync.inbound.replay([found.record_id], report)
+            else:
+                sync.outbound.replay([change_from_payload(found.payload, connection.spec)], report)
+        except (MappingError, PermanentError) as exc:  # the record is still bad at its source
+            print(f"#{found.id}: still failing: {exc}")
+            return 1
+        after = store.get_dead_letter(found.id)
+    resolved = after is not None and after.resolved_at is not None
+    print(_report_line(report))
+    reason = after.reason if after is not None else "?"
+    print(f"#{found.id}: " + ("resolved" if resolved else f"still failing: {reason}"))
+    return 0 if resolved else 1

@@ -1,0 +1,1 @@
+"""The daemon: scheduled cycles per connection, signals, and the ops HTTP server."""

@@ -1,0 +1,145 @@
+"""``once``, ``plan``, ``status``, ``dlq`` and the daemon (``run``) against the sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector.cli import main
+from connector.tour import write_sandbox_config
+from sandbox.app import Sandbox
+from sandbox.partner_center import generate_referrals
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+KEY = "Partner_Center_Referral_Id__c"
+
+
+@pytest.fixture
+def config(sandbox: Sandbox, tmp_path: Path) -> Path:
+    sandbox.partner_center.store.clear()
+    sandbox.salesforce.store.clear()
+    path = write_sandbox_config(sandbox, tmp_path)
+    text = path.read_text(encoding="utf-8").replace(
+        'crm = "salesforce"', 'crm = "salesforce"\ninterval_seconds = 1'
+    )
+    path.write_text(text, encoding="utf-8")
+    assert main(["login", "partner-center", "--config", str(path)]) == 0
+    return path
+
+
+def cli_json(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
+    capsys.readouterr()
+    status = main([*args, "--json"])
+    out = capsys.readouterr().out
+    return status, json.loads(out)
+
+
+def opportunities(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
+    return {r[KEY]: r for r in sandbox.salesforce.store.records("Opportunity")}
+
+
+def test_plan_shows_the_writes_then_once_makes_them_and_status_reports_the_runs(
+    sandbox, config, capsys
+):
+    sandbox.partner_center.store.seed_raw(generate_referrals(12, 3, sandbox.clock))
+
+    status, planned = cli_json(capsys, "plan", "--config", str(config))
+    assert status == 0
+    assert [p["action"] for p in planned] == ["create"] * 12
+    assert opportunities(sandbox) == {}
+
+    status, reports = cli_json(capsys, "once", "--config", str(config))
+    assert status == 0
+    inbound = next(r for r in reports if r["direction"] == "inbound")
+    assert (inbound["outcome"], inbound["created"]) == ("ok", 12)
+    assert len(opportunities(sandbox)) == 12
+
+    status, state = cli_json(capsys, "status", "--config", str(config))
+    assert status == 0
+    [connection] = state
+    assert connection["dead_letters"] == 0
+    assert {r["direction"] for r in connection["runs"]} == {"inbound", "outbound"}
+
+
+def test_a_dead_letter_is_listed_shown_and_replayed_once_the_record_is_fixed(
+    sandbox, config, capsys
+):
+    [raw] = generate_referrals(1, 5, sandbox.clock)
+    raw = {
+        **raw,
+        "status": "New",
+        "substatus": "Pending",
+        "details": {**raw["details"], "dealValue": "lots"},
+    }
+    sandbox.partner_center.store.seed_raw([raw])
+
+    assert main(["once", "--config", str(config)]) == 0  # a dead letter is not a failed cycle
+    _, letters = cli_json(capsys, "dlq", "list", "--config", str(config))
+    [letter] = letters
+    assert letter["record_id"] == raw["id"]
+    assert "dealValue" in letter["reason"]
+    capsys.readouterr()
+    assert main(["dlq", "show", str(letter["id"]), "--config", str(config)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["payload"]["details"]["dealValue"] == "lots"
+
+    assert main(["dlq", "replay", str(letter["id"]), "--config", str(config)]) == 1  # still bad
+    sandbox.partner_center.store.edit(raw["id"], details={"dealValue": 12000})
+    assert main(["dlq", "replay", str(letter["id"]), "--config", str(config)]) == 0
+
+    assert raw["id"] in opportunities(sandbox)
+    _, letters = cli_json(capsys, "dlq", "list", "--config", str(config))
+    assert letters == []
+
+
+def test_dlq_drop_resolves_without_syncing_and_an_unknown_id_is_refused(sandbox, config, capsys):
+    [raw] = generate_referrals(1, 6, sandbox.clock)
+    sandbox.partner_center.store.seed_raw([{**raw, "status": "Open"}])
+    main(["once", "--config", str(config)])
+    _, [letter] = cli_json(capsys, "dlq", "list", "--config", str(config))
+
+    assert main(["dlq", "drop", str(letter["id"]), "--config", str(config)]) == 0
+    assert main(["dlq", "drop", "999999", "--config", str(config)]) == 2
+    _, letters = cli_json(capsys, "dlq", "list", "--config", str(config))
+    assert letters == []
+    assert opportunities(sandbox) == {}
+
+
+def test_the_daemon_syncs_on_its_interval_and_exits_0_on_sigterm(sandbox, config):
+    sandbox.partner_center.store.seed_raw(generate_referrals(30, 9, sandbox.clock))
+    daemon = subprocess.Popen(  # noqa: S603 - our own command
+        [sys.executable, "-m", "connector", "run", "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_PROXY": "127.0.0.1,localhost"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(opportunities(sandbox)) < 30 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(opportunities(sandbox)) == 30
+        more = generate_referrals(31, 10, sandbox.clock)[30:]  # a new referral while it runs
+        sandbox.partner_center.store.seed_raw(more)
+        sandbox.partner_center.store.edit(more[0]["id"], name="Arrived while the daemon ran")
+        while more[0]["id"] not in opportunities(sandbox) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert more[0]["id"] in opportunities(sandbox)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, stderr[-2000:]
+    events = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
+    assert events.index("daemon_started") < events.index("daemon_stopping")
+    assert "cycle_finished" in events
+    assert events[-1] == "daemon_stopped"
