@@ -76,6 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
     tour.add_argument("--referrals", type=int, default=500, help="referrals to generate")
     tour.set_defaults(func=run_try)
 
+    demo = commands.add_parser(
+        "demo",
+        help="the sandbox, the daemon and a simulated salesperson together",
+        description=(
+            "Start the sandbox, run the daemon against it and let a simulated salesperson work "
+            "in Salesforce while Microsoft edits referrals: the two-way flow, live."
+        ),
+        epilog="example:\n  referral-sync demo --state-dir .sandbox --duration 90",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument("--state-dir", type=Path, default=Path(".sandbox"), help="sandbox files")
+    demo.add_argument("--referrals", type=int, default=500, help="referrals to generate")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.set_defaults(func=run_demo_command)
+
     # Imported here so commands that do not need the simulators do not load them.
     from sandbox.cli import add_parser as add_sandbox_parser  # noqa: PLC0415
 
@@ -119,6 +134,16 @@ def run_try(args: argparse.Namespace) -> int:
 
     configure_logging(level="info")
     return run_tour(args.state_dir, referrals=args.referrals, out=sys.stdout)
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    from connector.demo import run_demo  # noqa: PLC0415 - loads the sandbox
+    from connector.observe.logging import configure_logging  # noqa: PLC0415
+
+    configure_logging(level="info")
+    return run_demo(
+        args.state_dir, referrals=args.referrals, duration=args.duration, out=sys.stdout
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,6 +33,7 @@ url = "sqlite:///{state_dir}/state.db"
 [[connection]]
 name = "sandbox"
 crm = "salesforce"
+interval_seconds = {interval_seconds}
 
 [connection.partner_center]
 base_url = "{base_url}"
@@ -53,7 +54,9 @@ ca_bundle = "{ca_bundle}"
 """
 
 
-def write_sandbox_config(sandbox: Sandbox, state_dir: Path) -> Path:
+def write_sandbox_config(
+    sandbox: Sandbox, state_dir: Path, *, interval_seconds: float = 30
+) -> Path:
     info = sandbox.info
     salesforce = info["salesforce"]
     secret = state_dir / "salesforce-client-secret"
@@ -63,6 +66,7 @@ def write_sandbox_config(sandbox: Sandbox, state_dir: Path) -> Path:
     path.write_text(
         CONFIG_TEMPLATE.format(
             state_dir=state_dir.resolve(),
+            interval_seconds=interval_seconds,
             sf_instance_url=salesforce["instance_url"],
             sf_token_url=salesforce["token_url"],
             sf_client_id=salesforce["client_id"],

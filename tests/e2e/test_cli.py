@@ -35,7 +35,18 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
 def test_help_lists_every_command_with_examples():
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ("config", "login", "try", "sandbox"):
+    for command in (
+        "config",
+        "login",
+        "try",
+        "demo",
+        "run",
+        "once",
+        "plan",
+        "status",
+        "dlq",
+        "sandbox",
+    ):
         assert command in result.stdout
     assert "examples:" in result.stdout
 
@@ -98,3 +109,18 @@ def test_readme_first_command_runs_the_two_way_sync_end_to_end(tmp_path):
         record = json.loads(line)
         assert "event" in record
         assert not any(secret in line for secret in secrets)
+
+
+def test_readme_first_command_the_demo_shows_the_two_way_flow_and_stops_by_itself(tmp_path):
+    result = run_cli(
+        "demo", "--state-dir", str(tmp_path / "demo"), "--referrals", "40", "--duration", "20"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "cycle inbound: created 40" in out
+    assert re.search(r"salesperson: (accept|decline) ", out), out
+    assert re.search(r"cycle outbound: .*(accept|decline) \d+", out), out
+    assert "Salesforce: 40 opportunities" in out
+    events = [json.loads(line)["event"] for line in result.stderr.splitlines()]
+    assert "daemon_started" in events
+    assert events[-1] == "daemon_stopped"
