@@ -11,18 +11,14 @@ recorded, so the next cycle reads it again, and the upsert by referral id makes 
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-import structlog
-from structlog.typing import FilteringBoundLogger
-
+from connector.engine.cycle import Cycle
 from connector.engine.report import PlannedChange, RunReport, referral_payload
 from connector.errors import MappingError, PermanentError, TransientError
 from connector.mapping import (
     MappedWrite,
-    MappingSpec,
     StageValue,
     inbound_fingerprint,
     map_referral,
@@ -34,13 +30,9 @@ from connector.model import PartnerUpdate, Referral
 from connector.ports import (
     ChangeCursor,
     ChangePage,
-    Clock,
-    CrmAdapter,
     DeadLetterEntry,
     Direction,
     Link,
-    PartnerCenterSource,
-    StateStore,
 )
 
 __all__ = ["PC_STREAM", "InboundCycle"]
@@ -56,29 +48,8 @@ class _Pending:
     fingerprint: str
 
 
-class InboundCycle:
+class InboundCycle(Cycle):
     direction = Direction.INBOUND
-
-    def __init__(
-        self,
-        connection: str,
-        *,
-        source: PartnerCenterSource,
-        crm: CrmAdapter,
-        store: StateStore,
-        spec: MappingSpec,
-        clock: Clock,
-        logger: FilteringBoundLogger | None = None,
-    ) -> None:
-        self.connection = connection
-        self.stopping = threading.Event()  # set: finish the page in hand, then return
-        self._source = source
-        self._crm = crm
-        self._store = store
-        self._spec = spec
-        self._clock = clock
-        base = logger or structlog.get_logger("connector.engine")
-        self._log = base.bind(connection=connection, direction="inbound")
 
     def run(self, report: RunReport) -> RunReport:
         """One cycle, filling ``report`` as it goes: a cycle cut short says what it did."""

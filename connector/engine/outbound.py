@@ -10,30 +10,23 @@ with the page's cursor in one transaction.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-import structlog
-from structlog.typing import FilteringBoundLogger
-
+from connector.engine.cycle import Cycle
 from connector.engine.report import PlannedChange, RunReport
 from connector.errors import MappingError, PermanentError
 from connector.mapping import CrmView, MappingSpec, decide, read_change
 from connector.mapping.values import retype, wire_value
 from connector.model import Referral
 from connector.ports import (
-    Clock,
-    CrmAdapter,
     CrmChangePage,
     DeadLetterEntry,
     Direction,
     Link,
     OpportunityChange,
-    PartnerCenterSource,
-    StateStore,
 )
 
 __all__ = ["CRM_STREAM", "OutboundCycle"]
@@ -41,29 +34,8 @@ __all__ = ["CRM_STREAM", "OutboundCycle"]
 CRM_STREAM = "crm"
 
 
-class OutboundCycle:
+class OutboundCycle(Cycle):
     direction = Direction.OUTBOUND
-
-    def __init__(
-        self,
-        connection: str,
-        *,
-        source: PartnerCenterSource,
-        crm: CrmAdapter,
-        store: StateStore,
-        spec: MappingSpec,
-        clock: Clock,
-        logger: FilteringBoundLogger | None = None,
-    ) -> None:
-        self.connection = connection
-        self.stopping = threading.Event()  # set: finish the page in hand, then return
-        self._source = source
-        self._crm = crm
-        self._store = store
-        self._spec = spec
-        self._clock = clock
-        base = logger or structlog.get_logger("connector.engine")
-        self._log = base.bind(connection=connection, direction="outbound")
 
     def run(self, report: RunReport) -> RunReport:
         """One cycle, filling ``report`` as it goes: a cycle cut short says what it did."""
