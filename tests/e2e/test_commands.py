@@ -27,11 +27,7 @@ KEY = "Partner_Center_Referral_Id__c"
 def config(sandbox: Sandbox, tmp_path: Path) -> Path:
     sandbox.partner_center.store.clear()
     sandbox.salesforce.store.clear()
-    path = write_sandbox_config(sandbox, tmp_path)
-    text = path.read_text(encoding="utf-8").replace(
-        'crm = "salesforce"', 'crm = "salesforce"\ninterval_seconds = 1'
-    )
-    path.write_text(text, encoding="utf-8")
+    path = write_sandbox_config(sandbox, tmp_path, interval_seconds=1)
     assert main(["login", "partner-center", "--config", str(path)]) == 0
     return path
 
@@ -143,3 +139,30 @@ def test_the_daemon_syncs_on_its_interval_and_exits_0_on_sigterm(sandbox, config
     assert events.index("daemon_started") < events.index("daemon_stopping")
     assert "cycle_finished" in events
     assert events[-1] == "daemon_stopped"
+
+
+def test_an_org_missing_a_mapped_field_stops_start_up_naming_it(sandbox, config, capsys):
+    sandbox.salesforce.org.remove_field("Opportunity", "Microsoft_Notes__c")
+    try:
+        status = main(["once", "--config", str(config)])
+    finally:
+        sandbox.salesforce.reset()
+
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "Opportunity.Microsoft_Notes__c" in err
+    assert "salesforce.yaml" in err
+
+
+def test_a_broken_mapping_file_stops_start_up_with_its_path(sandbox, config, tmp_path, capsys):
+    mapping = tmp_path / "broken.yaml"
+    mapping.write_text("version: 1\ncrm: salesforce\nfields: {}\n", encoding="utf-8")
+    text = config.read_text(encoding="utf-8").replace(
+        'crm = "salesforce"', f'crm = "salesforce"\nmapping = "{mapping}"'
+    )
+    config.write_text(text, encoding="utf-8")
+
+    assert main(["once", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"{mapping}: fields: maps no field" in err
+    assert f"{mapping}: lifecycle" in err
