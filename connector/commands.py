@@ -18,7 +18,7 @@ from typing import Any
 from connector.clock import SystemClock
 from connector.engine import CycleResult, RunReport
 from connector.engine.outbound import change_from_payload
-from connector.errors import MappingError, PermanentError
+from connector.errors import ConfigError, MappingError, PermanentError, ReferralSyncError
 from connector.ports import DeadLetter, Direction, StateStore
 from connector.settings import Settings, load_settings
 from connector.state import open_state_store
@@ -62,6 +62,13 @@ def add_commands(commands: Any) -> None:  # noqa: ANN401 - argparse's private su
     )
     plan.add_argument("--json", action="store_true", help="print the planned writes as JSON")
     plan.set_defaults(func=run_plan)
+
+    check = command(
+        "check",
+        "check each connection: sign-in, the CRM's metadata against the mapping",
+        "referral-sync check --config my.toml",
+    )
+    check.set_defaults(func=run_check)
 
     status = command(
         "status",
@@ -176,6 +183,28 @@ def run_plan(args: argparse.Namespace) -> int:
         print(f"{where} {item['action']} {item['record_id']}: {values}")
     print(f"{len(planned)} write(s) planned, none made")
     return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Every connection: Partner Center token, CRM reachable and its metadata fits the mapping.
+    Each problem is printed with what to do; the exit status is 1 if any connection fails."""
+    settings = load_settings(args.config)
+    failed = 0
+    with _store(settings) as store:
+        for conn in settings.connections:
+            try:
+                connection = build_connection(conn, store)  # loads the mapping, checks metadata
+                connection.partner_center.auth.token()
+            except (ConfigError, ReferralSyncError) as exc:
+                failed += 1
+                print(f"{conn.name}: FAILED\n  {exc}")
+                continue
+            spec = connection.spec
+            print(
+                f"{conn.name}: OK (Partner Center signed in; {conn.crm} has every field, key and "
+                f"stage of {spec.source})"
+            )
+    return 1 if failed else 0
 
 
 # -- status and dead letters ----------------------------------------------------------------------

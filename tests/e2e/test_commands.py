@@ -166,3 +166,19 @@ def test_a_broken_mapping_file_stops_start_up_with_its_path(sandbox, config, tmp
     err = capsys.readouterr().err
     assert f"{mapping}: fields: maps no field" in err
     assert f"{mapping}: lifecycle" in err
+
+
+def test_check_says_ok_for_a_ready_connection_and_names_what_is_missing_otherwise(
+    sandbox, config, capsys
+):
+    assert main(["check", "--config", str(config)]) == 0
+    assert "sandbox: OK" in capsys.readouterr().out
+
+    sandbox.salesforce.org.remove_picklist_value("Opportunity", "StageName", "Qualification")
+    try:
+        assert main(["check", "--config", str(config)]) == 1
+    finally:
+        sandbox.salesforce.reset()
+    out = capsys.readouterr().out
+    assert "sandbox: FAILED" in out
+    assert "Qualification" in out
