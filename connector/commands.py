@@ -45,6 +45,11 @@ def add_commands(commands: Any) -> None:  # noqa: ANN401 - argparse's private su
         "referral-sync run --config my.toml",
     )
     run.add_argument("--duration", type=float, help="stop after this many seconds (default: never)")
+    run.add_argument(
+        "--listen",
+        default="127.0.0.1:8765",
+        help="where the ops HTTP server listens: /metrics /healthz /readyz /status",
+    )
     run.set_defaults(func=run_daemon)
 
     once = command(
@@ -139,13 +144,25 @@ def _report_line(report: RunReport) -> str:
 
 
 def run_daemon(args: argparse.Namespace) -> int:
+    import structlog  # noqa: PLC0415
+
+    from connector.daemon.ops import Ops, parse_listen  # noqa: PLC0415
     from connector.daemon.scheduler import Daemon  # noqa: PLC0415
 
+    host, port = parse_listen(args.listen)
     settings = load_settings(args.config)
     _configure(settings)
+    clock = SystemClock()
     with _store(settings) as store:
-        daemon = Daemon(_connections(settings, store), clock=SystemClock())
-        return daemon.run_until_stopped(duration=args.duration)
+        connections = _connections(settings, store)
+        ops = Ops(connections, store, clock=clock)
+        url = ops.serve(host, port)
+        structlog.get_logger("connector.daemon").info("ops_server_started", url=url)
+        try:
+            daemon = Daemon(connections, clock=clock, on_cycle=ops.observe)
+            return daemon.run_until_stopped(duration=args.duration)
+        finally:
+            ops.stop()
 
 
 def _cycles(args: argparse.Namespace, *, plan: bool) -> list[CycleResult]:

@@ -32,6 +32,7 @@ WORK_EVERY_S = 1.5
 def run_demo(
     state_dir: Path, *, referrals: int, duration: float | None, out: TextIO, seed: int = 7
 ) -> int:
+    from connector.daemon.ops import Ops  # noqa: PLC0415
     from connector.daemon.scheduler import Daemon  # noqa: PLC0415
 
     def say(line: str) -> None:
@@ -52,7 +53,12 @@ def run_demo(
             user = connection.partner_center.auth.login()
             say(f"signed in to Partner Center as {user}; syncing every {DEMO_INTERVAL_S} s")
 
+            ops = Ops([connection], store, clock=sandbox.clock)
+            url = ops.serve("127.0.0.1", 0)
+            say(f"status page {url}/status   metrics {url}/metrics   readiness {url}/readyz")
+
             def report(conn: Connection, result: CycleResult) -> None:
+                ops.observe(conn, result)
                 for part in (result.outbound, result.inbound):
                     done = {k: v for k, v in part.counts.items() if v and k != "received"}
                     if done:
@@ -68,6 +74,7 @@ def run_demo(
             finally:
                 stop.set()
                 worker.join(timeout=5)
+                ops.stop()
             _summary(sandbox, say)
         finally:
             store.close()

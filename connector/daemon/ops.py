@@ -1,0 +1,86 @@
+"""The daemon's ops side: health snapshots from the state store, metrics after each cycle, and
+the HTTP server that serves both (``/metrics``, ``/healthz``, ``/readyz``, ``/status``).
+
+Lag is how stale our view of Partner Center is: now minus when the last successful inbound
+cycle finished (a quiet Partner Center is not lag; a daemon that stopped polling is).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from connector.daemon.health import ConnectionHealth
+from connector.daemon.http import StatusServer, make_app
+from connector.engine import CycleResult
+from connector.observe.metrics import Metrics
+from connector.ports import Clock, Direction, StateStore
+from connector.wiring import Connection
+
+__all__ = ["Ops", "parse_listen"]
+
+RECENT_RUNS = 12
+
+
+class Ops:
+    """Health, metrics and the ops HTTP server of one daemon process."""
+
+    def __init__(
+        self, connections: Sequence[Connection], store: StateStore, *, clock: Clock
+    ) -> None:
+        self.connections = list(connections)
+        self.metrics = Metrics()
+        self._store = store
+        self._clock = clock
+        self._server: StatusServer | None = None
+
+    # -- HealthSource ---------------------------------------------------------------------------
+
+    def health(self) -> list[ConnectionHealth]:
+        return [self._health(c) for c in self.connections]
+
+    def _health(self, connection: Connection) -> ConnectionHealth:
+        name = connection.settings.name
+        found = ConnectionHealth(
+            name=name,
+            crm=connection.settings.crm,
+            interval_seconds=connection.settings.interval_seconds,
+            runs=tuple(self._store.recent_runs(name, limit=RECENT_RUNS)),
+            dead_letters=tuple(self._store.dead_letters(name)),
+            lag_seconds=None,
+        )
+        last = found.last_success(Direction.INBOUND)
+        if last is None:
+            return found
+        return replace(found, lag_seconds=max(0.0, (self._clock.now() - last).total_seconds()))
+
+    # -- after each cycle -------------------------------------------------------------------------
+
+    def observe(self, connection: Connection, result: CycleResult) -> None:
+        name = connection.settings.name
+        self.metrics.observe_cycle(result.outbound)
+        self.metrics.observe_cycle(result.inbound)
+        self.metrics.set_dead_letters(name, len(self._store.dead_letters(name)))
+        if not result.inbound.failed:
+            self.metrics.set_lag(name, 0.0)
+
+    # -- the server -----------------------------------------------------------------------------
+
+    def serve(self, host: str, port: int) -> str:
+        """Start the HTTP server in a background thread; its URL."""
+        app = make_app(self, self.metrics, clock=self._clock)
+        self._server = StatusServer(app, host=host, port=port).start()
+        return self._server.url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``host:port`` → (host, port); a ValueError with the reason otherwise."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--listen takes host:port (e.g. 127.0.0.1:8765), got {text!r}")
+    return host, int(port)
