@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -68,10 +68,22 @@ class _RefusePlainHttp(BaseAdapter):
 
 
 def build_session(
-    *, ca_bundle: Path | str | None = None, default_timeout: Timeout = DEFAULT_TIMEOUT
+    *,
+    ca_bundle: Path | str | None = None,
+    default_timeout: Timeout = DEFAULT_TIMEOUT,
+    on_response: Callable[[requests.Response], None] | None = None,
 ) -> requests.Session:
-    """A session that ignores the environment, trusts ``ca_bundle`` (else certifi), https only."""
+    """A session that ignores the environment, trusts ``ca_bundle`` (else certifi), https only.
+
+    ``on_response`` sees every response (the metrics count them by status)."""
     session = requests.Session()
+    if on_response is not None:
+        observe = on_response
+
+        def hook(response: requests.Response, *args: object, **kwargs: object) -> None:
+            observe(response)
+
+        session.hooks["response"].append(hook)
     session.trust_env = False
     session.verify = str(ca_bundle) if ca_bundle is not None else True
     session.mount("https://", _HttpsAdapter(default_timeout))

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import requests
 from structlog.typing import FilteringBoundLogger
 
 from connector.http.retry import RetryPolicy
@@ -30,10 +31,13 @@ def build_partner_center(
     *,
     prompt: Callable[[str], None] | None = None,
     now: Callable[[], datetime] | None = None,
+    on_response: Callable[[requests.Response], None] | None = None,
     logger: FilteringBoundLogger | None = None,
 ) -> PartnerCenter:
     timeout = (settings.connect_timeout, settings.read_timeout)
-    session = build_session(ca_bundle=settings.ca_bundle, default_timeout=timeout)
+    session = build_session(
+        ca_bundle=settings.ca_bundle, default_timeout=timeout, on_response=on_response
+    )
     secret = settings.client_secret
     password = settings.password
     auth = PartnerCenterAuth(

@@ -50,3 +50,16 @@ def test_a_callers_timeout_is_kept():
     build_session(default_timeout=9).get("https://api.partner.test/x", timeout=(1, 2))
 
     assert responses.calls[0].request.req_kwargs["timeout"] == (1, 2)
+
+
+@responses.activate
+def test_every_response_is_shown_to_the_observer():
+    responses.get("https://api.partner.test/ok", json={})
+    responses.get("https://api.partner.test/busy", status=429)
+    seen: list[int] = []
+    session = build_session(on_response=lambda r: seen.append(r.status_code))
+
+    session.get("https://api.partner.test/ok")
+    session.get("https://api.partner.test/busy")
+
+    assert seen == [200, 429]

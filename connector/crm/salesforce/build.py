@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import requests
 from structlog.typing import FilteringBoundLogger
 
 from connector.crm.salesforce.adapter import DEFAULT_READ_FIELDS, SalesforceAdapter
@@ -39,10 +40,13 @@ def build_salesforce(
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
     now: Callable[[], datetime] | None = None,
+    on_response: Callable[[requests.Response], None] | None = None,
     logger: FilteringBoundLogger | None = None,
 ) -> SalesforceConnection:
     timeout = (settings.connect_timeout, settings.read_timeout)
-    session = build_session(ca_bundle=settings.ca_bundle, default_timeout=timeout)
+    session = build_session(
+        ca_bundle=settings.ca_bundle, default_timeout=timeout, on_response=on_response
+    )
     secret = settings.client_secret
     auth = SalesforceAuth(
         token_url=settings.token_url,
