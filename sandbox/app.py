@@ -6,7 +6,10 @@ its own free port behind one :class:`~sandbox.faults.FaultInjector`, then writes
 ``state_dir/sandbox.json`` (owner-only) with everything a client needs: the CA bundle, the Entra
 authority and credentials, the Partner Center base URL, the Salesforce org's URLs and connected
 app (its JWT signing key in ``state_dir/salesforce-jwt-key.pem``, 0600), and the Dataverse
-environment's Web API URL.
+environment's Web API URL, and ``webhooks``: where the Partner Center webhook registration API
+and the event-signing certificate are (:mod:`sandbox.partner_center.webhooks`; the emitter
+starts with the servers and signs with a key the sandbox CA certifies for "Microsoft
+Corporation").
 
 Dataverse: the simulator is reached at ``https://HOST:PORT/api/data/v9.2`` but, like a real
 environment, accepts only tokens whose audience is the environment's resource
@@ -41,9 +44,15 @@ from sandbox.entra import EntraSimulator, SandboxTenant, TokenStore
 from sandbox.faults import FaultInjector, FaultPlan
 from sandbox.http import RunningServer, serve
 from sandbox.partner_center import PartnerCenterSimulator, generate_referrals, load_seed_file
+from sandbox.partner_center.webhooks import (
+    CERTIFICATE_PATH,
+    REGISTRATION_PATH,
+    WebhookEmitter,
+    WebhookSigner,
+)
 from sandbox.requestlog import RequestLog
 from sandbox.salesforce import EXTERNAL_ID_FIELD, SalesforceSimulator, salesforce_responder
-from sandbox.tls import SandboxTLS
+from sandbox.tls import WEBHOOK_SIGNING_ORGANIZATION, SandboxTLS
 from sandbox.wsgi import Environ, WSGIApp
 
 logger = logging.getLogger("sandbox.app")
@@ -140,6 +149,7 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
+        self.partner_center.webhooks.stop()
         for server in reversed(list(self.servers.values())):
             server.stop()
         self.servers.clear()
@@ -163,6 +173,7 @@ class Sandbox:
         self.entra.device_pending_polls = self._device_pending_polls
         self.salesforce.reset()
         self.dataverse.reset()
+        self.partner_center.webhooks.reset()
 
     # -- servers -------------------------------------------------------------------------
 
@@ -196,9 +207,19 @@ class Sandbox:
                 )
         self._seed_partner_center()
         self._serve("partner_center", self.partner_center, self.partner_center.route_of, 0)
+        self._start_webhooks()
         self._serve("salesforce", self.salesforce, self.salesforce.route_of, 0)
         self.dataverse.authority = f"{self.servers['entra'].url}/{self.tenant.tenant_id}"
         self._serve("dataverse", self.dataverse, self.dataverse.route_of, 0)
+
+    def _start_webhooks(self) -> None:
+        leaf = self.tls.issue_signing_cert()
+        signer = WebhookSigner(leaf.private_key_pem.bytes(), leaf.cert_chain_pems[0].bytes())
+        self.partner_center.webhooks.configure(
+            signer,
+            certificate_url=f"{self.servers['partner_center'].url}{CERTIFICATE_PATH}",
+            emitter=WebhookEmitter(ca_bundle=self.tls.ca_path, clock=self.clock),
+        )
 
     def _seed_partner_center(self) -> None:
         store = self.partner_center.store
@@ -222,6 +243,13 @@ class Sandbox:
         }
         base = self.servers["partner_center"].url
         info["partner_center"] = {"base_url": f"{base}/v1.0/engagements"}
+        info["webhooks"] = {
+            "base_url": base,
+            "registration_url": f"{base}{REGISTRATION_PATH}",
+            "certificate_url": f"{base}{CERTIFICATE_PATH}",
+            "certificate_host": self.host,
+            "signing_organization": WEBHOOK_SIGNING_ORGANIZATION,
+        }
         info["salesforce"] = self._salesforce_info()
         info["dataverse"] = self._dataverse_info()
         return info

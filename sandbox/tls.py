@@ -1,12 +1,22 @@
-"""A throw-away certificate authority for the sandbox's TLS servers (msal refuses plain http)."""
+"""A throw-away certificate authority for the sandbox's TLS servers (msal refuses plain http).
+
+It also issues the key pair Partner Center's webhook emitter signs events with: an RSA key
+(the events are ``rsa-sha256``) whose certificate names the organization "Microsoft
+Corporation", as the real signing certificate does, but chains to this CA, not Microsoft's.
+"""
 
 from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import trustme
+
+WEBHOOK_SIGNING_ORGANIZATION = "Microsoft Corporation"
+WEBHOOK_SIGNING_NAME = "pcnotifications.microsoft.com"
+"""The real signing certificate's name (docs' sample ``X-MS-Certificate-Url``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +46,23 @@ class SandboxTLS:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.cert.configure_cert(ctx)
         return ctx
+
+    def issue_signing_cert(
+        self,
+        *,
+        organization: str = WEBHOOK_SIGNING_ORGANIZATION,
+        not_before: datetime | None = None,
+        not_after: datetime | None = None,
+    ) -> trustme.LeafCert:
+        """An RSA leaf certificate from this CA for signing webhook events (tests vary it)."""
+        return self.ca.issue_cert(
+            WEBHOOK_SIGNING_NAME,
+            common_name=WEBHOOK_SIGNING_NAME,
+            organization_name=organization,
+            not_before=not_before,
+            not_after=not_after,
+            key_type=trustme.KeyType.RSA,
+        )
 
     def client_context(self) -> ssl.SSLContext:
         """A client-side context trusting the sandbox CA (for raw sockets in tests)."""

@@ -10,6 +10,10 @@ PATCH    /referrals/{id}            ``referrals_patch``
 PUT      /referrals/{id}            ``referrals_put``
 =======  =========================  ====================
 
+The webhook registration API and the signing certificate (``webhooks_*`` routes) are
+:mod:`sandbox.partner_center.webhooks`; its :class:`WebhookService` (``.webhooks``) hears of
+every write to the store.
+
 Every route needs ``Authorization: Bearer <token>`` for ``https://api.partner.microsoft.com``:
 missing, unknown, expired or wrong-audience → 401 ``unauthenticated``; an app-only token
 → 403 ``accessDenied`` (the referral APIs support App+User only). Every reply carries
@@ -41,6 +45,7 @@ from sandbox.partner_center.errors import ApiError, error_body
 from sandbox.partner_center.listing import PageTokens, parse_list_args, run_query
 from sandbox.partner_center.odata import ODataError
 from sandbox.partner_center.store import Clock, ReferralStore
+from sandbox.partner_center.webhooks import CERTIFICATE_PATH, REGISTRATION_PATH, WebhookService
 from sandbox.requestlog import RequestLog
 from sandbox.tokens import TokenStore
 from sandbox.wsgi import Environ, StartResponse
@@ -57,6 +62,19 @@ ROUTES = Map(
         Rule(f"{BASE_PATH}/referrals/<referral_id>", methods=["GET"], endpoint="referrals_get"),
         Rule(f"{BASE_PATH}/referrals/<referral_id>", methods=["PATCH"], endpoint="referrals_patch"),
         Rule(f"{BASE_PATH}/referrals/<referral_id>", methods=["PUT"], endpoint="referrals_put"),
+        Rule(f"{REGISTRATION_PATH}/events", methods=["GET"], endpoint="webhooks_events"),
+        Rule(REGISTRATION_PATH, methods=["POST"], endpoint="webhooks_register"),
+        Rule(REGISTRATION_PATH, methods=["GET"], endpoint="webhooks_registration"),
+        Rule(REGISTRATION_PATH, methods=["PUT"], endpoint="webhooks_update"),
+        Rule(
+            f"{REGISTRATION_PATH}/validationEvents", methods=["POST"], endpoint="webhooks_validate"
+        ),
+        Rule(
+            f"{REGISTRATION_PATH}/validationEvents/<correlation_id>",
+            methods=["GET"],
+            endpoint="webhooks_validation",
+        ),
+        Rule(CERTIFICATE_PATH, methods=["GET"], endpoint="webhooks_certificate"),
     ],
     strict_slashes=False,
 )
@@ -94,6 +112,8 @@ class PartnerCenterSimulator:
         self.log = log
         self.store = store if store is not None else ReferralStore(clock)
         self._page_tokens = page_tokens or PageTokens()
+        self.webhooks = WebhookService(clock, partner_id=self.store.partner.organization_id)
+        self.store.add_observer(self.webhooks.on_referral_written)
 
     @staticmethod
     def route_of(environ: Environ) -> str:
@@ -108,9 +128,12 @@ class PartnerCenterSimulator:
         request = Request(environ)
         try:
             endpoint, args = ROUTES.bind_to_environ(environ).match()
-            self._authenticate(request)
-            handler: Callable[..., Response] = getattr(self, f"_{endpoint}")
-            response = handler(request, **args)
+            if str(endpoint).startswith("webhooks_"):
+                response = self._webhooks(str(endpoint), request, args)
+            else:
+                self._authenticate(request)
+                handler: Callable[..., Response] = getattr(self, f"_{endpoint}")
+                response = handler(request, **args)
         except ApiError as exc:
             response = _json(exc.body(), exc.status, exc.headers)
         except MethodNotAllowed as exc:
@@ -166,9 +189,16 @@ class PartnerCenterSimulator:
             raise ApiError.invalid("the If-Match header is required", target="If-Match")
         return _referral(self.store.replace(referral_id, _json_body(request), if_match))
 
+    def _webhooks(self, endpoint: str, request: Request, args: Mapping[str, str]) -> Response:
+        # The certificate is fetched by receivers, who hold no token. The webhook APIs take
+        # App-only tokens as well as App+User ones (the docs say so; referrals take App+User).
+        if endpoint != "webhooks_certificate":
+            self._authenticate(request, app_only_allowed=True)
+        return self.webhooks.handle(endpoint, request, **args)
+
     # -- helpers -------------------------------------------------------------------------
 
-    def _authenticate(self, request: Request) -> None:
+    def _authenticate(self, request: Request, *, app_only_allowed: bool = False) -> None:
         header = request.headers.get("Authorization")
         reason = self.tokens.check(header, AUDIENCE)
         if reason is not None:
@@ -179,7 +209,7 @@ class PartnerCenterSimulator:
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
         grant = self.tokens.lookup(header)
-        if grant is None or grant.user is None:
+        if grant is None or (grant.user is None and not app_only_allowed):
             raise ApiError(
                 403, "accessDenied", "Referrals support App+User (delegated) tokens only."
             )

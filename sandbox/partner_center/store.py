@@ -6,6 +6,12 @@ expiry's) stores a new dict with a new ``eTag`` (quoted, Cosmos-DB style: ``"\\"
 and ``updatedDateTime`` (sandbox time, seven fractional digits). Stored dicts are never changed
 in place, so a snapshot can be read and serialized outside the lock.
 
+Observers (:meth:`ReferralStore.add_observer`) hear of every API write, ``edit`` and expiry
+as ``(kind, referral_id, moment)`` with ``kind`` ``"created"`` or ``"updated"``; seeding
+(``put_raw``/``seed_raw``) and ``stamp_updated`` store "exactly as given" and tell no one. They
+are called under the store's lock, so they must only hand the news on (enqueue), never block or
+call back into the store; one that raises is logged and ignored (a write never fails for it).
+
 Expiry: a New referral whose ``expirationDateTime`` (else ``createdDateTime`` + 14 days) has
 passed in sandbox time becomes Closed/Expired. It happens lazily, on every read or write, so a
 test that advances the clock sees it at once; its ``updatedDateTime`` is the moment it was
@@ -16,18 +22,33 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from sandbox.partner_center import writes
 from sandbox.partner_center.errors import ApiError
 from sandbox.partner_center.wiretime import format_wire, moment_ticks, ticks
 
-__all__ = ["EXPIRY", "Clock", "ReferralStore", "load_seed_file", "new_etag"]
+__all__ = [
+    "EXPIRY",
+    "Clock",
+    "ReferralStore",
+    "WriteKind",
+    "WriteObserver",
+    "load_seed_file",
+    "new_etag",
+]
+
+logger = logging.getLogger("sandbox.partner_center.store")
+
+WriteKind = Literal["created", "updated"]
+WriteObserver = Callable[[WriteKind, str, datetime], None]
+"""``(kind, referral_id, moment)``: told of each write, under the store's lock (must not block)."""
 
 EXPIRY = timedelta(days=14)
 _TICKS_PER_SECOND = 10_000_000
@@ -70,6 +91,12 @@ class ReferralStore:
         # the earliest expiry among New referrals, or lower (a write may have removed it):
         # a sweep scans only once sandbox time reaches it
         self._next_expiry: int | None = None
+        self._observers: list[WriteObserver] = []
+
+    def add_observer(self, observer: WriteObserver) -> None:
+        """Tell ``observer`` of every later write (see the module docstring)."""
+        with self._lock:
+            self._observers.append(observer)
 
     # -- seeding and inspection (tests, the sandbox) -----------------------------------
 
@@ -159,7 +186,7 @@ class ReferralStore:
             now = self._clock.now()
             self._sweep_locked(now)
             created = writes.build_created(body, now, self.partner)
-            return self._commit(created, now)
+            return self._commit(created, now, "created")
 
     def patch(self, referral_id: str, document: object, if_match: str | None) -> Mapping[str, Any]:
         """Apply a JSON Patch; ``if_match=None`` means no concurrency check (documented)."""
@@ -207,12 +234,22 @@ class ReferralStore:
                 )
             return self._commit(change(current, now), now)
 
-    def _commit(self, raw: dict[str, Any], now: datetime) -> dict[str, Any]:
+    def _commit(
+        self, raw: dict[str, Any], now: datetime, kind: WriteKind = "updated"
+    ) -> dict[str, Any]:
         raw["eTag"] = new_etag()
         raw["updatedDateTime"] = format_wire(now)
         self._items[raw["id"]] = raw
         self._note_expiry(raw)
+        self._notify(kind, raw["id"], now)
         return raw
+
+    def _notify(self, kind: WriteKind, referral_id: str, now: datetime) -> None:
+        for observer in self._observers:
+            try:
+                observer(kind, referral_id, now)
+            except Exception:
+                logger.exception("store_observer_failed kind=%s referral_id=%s", kind, referral_id)
 
     def _expires_at(self, raw: Mapping[str, Any]) -> int | None:
         if raw.get("status") != "New":
