@@ -1,8 +1,10 @@
 """``referral-sync demo``: the sandbox, the daemon and a salesperson, together, for a while.
 
 The sandbox serves Entra ID, Partner Center (with generated referrals) and a Salesforce org; the
-daemon syncs them every few seconds; a simulated salesperson works the opportunities in
-Salesforce (accepts, declines, wins, loses, edits) and Microsoft now and then edits a referral.
+daemon syncs them every few seconds and takes Partner Center's signed webhooks (a change reaches
+Salesforce at once, the poll catches anything missed); a simulated salesperson works the
+opportunities in Salesforce (accepts, declines, wins, loses, edits) and Microsoft now and then
+edits a referral.
 What each cycle did is printed as it happens; the JSON log lines (one event a line) go to
 stderr. It stops after ``--duration`` seconds or on Ctrl-C / SIGTERM, finishing the page in hand.
 """
@@ -16,10 +18,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from connector.engine import CycleResult
+from connector.daemon.http import WEBHOOK_PATH
+from connector.daemon.ops import Ops
+from connector.daemon.scheduler import Daemon
+from connector.engine import CycleResult, RunReport
+from connector.http.session import build_session
 from connector.settings import load_settings
 from connector.state import open_state_store
 from connector.tour import write_sandbox_config
+from connector.webhooks import WebhookVerifier, make_webhook_handler, register_webhook
 from connector.wiring import Connection, build_connection
 from sandbox.app import Sandbox
 
@@ -32,9 +39,6 @@ WORK_EVERY_S = 1.5
 def run_demo(
     state_dir: Path, *, referrals: int, duration: float | None, out: TextIO, seed: int = 7
 ) -> int:
-    from connector.daemon.ops import Ops  # noqa: PLC0415
-    from connector.daemon.scheduler import Daemon  # noqa: PLC0415
-
     def say(line: str) -> None:
         print(line, file=out, flush=True)
 
@@ -54,8 +58,6 @@ def run_demo(
             say(f"signed in to Partner Center as {user}; syncing every {DEMO_INTERVAL_S} s")
 
             ops = Ops([connection], store, clock=sandbox.clock)
-            url = ops.serve("127.0.0.1", 0)
-            say(f"status page {url}/status   metrics {url}/metrics   readiness {url}/readyz")
 
             def report(conn: Connection, result: CycleResult) -> None:
                 ops.observe(conn, result)
@@ -64,7 +66,15 @@ def run_demo(
                     if done:
                         say(f"cycle {part.direction}: {_counts(done)}")
 
-            daemon = Daemon([connection], clock=sandbox.clock, on_cycle=report)
+            def pushed(conn: Connection, referral_id: str, result: RunReport) -> None:
+                done = {k: v for k, v in result.counts.items() if v and k != "received"}
+                say(f"webhook: referral {referral_id} synced at once ({_counts(done)})")
+
+            daemon = Daemon(
+                [connection], clock=sandbox.clock, on_cycle=report, on_webhook_sync=pushed
+            )
+            url = serve_with_webhooks(sandbox, connection, ops, daemon)
+            say(f"status page {url}/status   metrics {url}/metrics   readiness {url}/readyz")
             stop = threading.Event()
             rng = random.Random(seed)  # noqa: S311 - a simulated salesperson, not security
             worker = threading.Thread(target=_work, args=(sandbox, rng, stop, say), daemon=True)
@@ -79,6 +89,23 @@ def run_demo(
         finally:
             store.close()
     return status
+
+
+def serve_with_webhooks(sandbox: Sandbox, connection: Connection, ops: Ops, daemon: Daemon) -> str:
+    """The ops server with the webhook route, registered with the sandbox's Partner Center."""
+    hooks = sandbox.info["webhooks"]
+    session = build_session(ca_bundle=sandbox.info["ca_bundle"])
+    verifier = WebhookVerifier(
+        Path(sandbox.info["ca_bundle"]),
+        allowed_certificate_hosts=(hooks["certificate_host"],),
+        session=session,
+        clock=sandbox.clock,
+    )
+    url = ops.serve("127.0.0.1", 0, webhook=make_webhook_handler(verifier, daemon.on_webhook))
+    register_webhook(
+        session, hooks["base_url"], connection.partner_center.auth, f"{url}{WEBHOOK_PATH}"
+    )
+    return url
 
 
 def _work(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from connector.daemon.health import ConnectionHealth
-from connector.daemon.http import StatusServer, make_app
+from connector.daemon.http import StatusServer, Webhook, make_app
 from connector.engine import CycleResult
 from connector.observe.metrics import Metrics
 from connector.ports import Clock, Direction, StateStore
@@ -66,9 +66,10 @@ class Ops:
 
     # -- the server -----------------------------------------------------------------------------
 
-    def serve(self, host: str, port: int) -> str:
-        """Start the HTTP server in a background thread; its URL."""
-        app = make_app(self, self.metrics, clock=self._clock)
+    def serve(self, host: str, port: int, *, webhook: Webhook | None = None) -> str:
+        """Start the HTTP server in a background thread (with the webhook route if given);
+        its URL."""
+        app = make_app(self, self.metrics, clock=self._clock, webhook=webhook)
         self._server = StatusServer(app, host=host, port=port).start()
         return self._server.url
 

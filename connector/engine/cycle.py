@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from typing import ClassVar
 
 import structlog
@@ -11,7 +12,31 @@ from structlog.typing import FilteringBoundLogger
 from connector.mapping import MappingSpec
 from connector.ports import Clock, CrmAdapter, Direction, PartnerCenterSource, StateStore
 
-__all__ = ["Cycle"]
+__all__ = ["Cycle", "OwnWrites"]
+
+
+class OwnWrites:
+    """When we last wrote each referral (its new ``updatedDateTime``), so a webhook announcing
+    our own write is recognised and not synced back. Bounded: the oldest entries go first."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._limit = limit
+        self._at: dict[str, datetime] = {}
+        self._lock = threading.Lock()
+
+    def record(self, referral_id: str, updated_at: datetime) -> None:
+        with self._lock:
+            key = referral_id.casefold()
+            self._at.pop(key, None)
+            self._at[key] = updated_at
+            while len(self._at) > self._limit:
+                self._at.pop(next(iter(self._at)))
+
+    def covers(self, referral_id: str, changed_at: datetime) -> bool:
+        """True if ``changed_at`` is no later than our own last write of the referral."""
+        with self._lock:
+            mine = self._at.get(referral_id.casefold())
+        return mine is not None and changed_at <= mine
 
 
 class Cycle:
@@ -28,9 +53,11 @@ class Cycle:
         store: StateStore,
         spec: MappingSpec,
         clock: Clock,
+        own_writes: OwnWrites | None = None,
         logger: FilteringBoundLogger | None = None,
     ) -> None:
         self.connection = connection
+        self.own_writes = own_writes or OwnWrites()
         self.stopping = threading.Event()
         self._source = source
         self._crm = crm

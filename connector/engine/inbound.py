@@ -244,6 +244,7 @@ class InboundCycle(Cycle):
                         referral_id=current.id, external_reference_id=link.crm_id
                     )
                     current = self._source.update(update, current)
+                    self.own_writes.record(current.id, current.updated_at)
                     report.count("crm_id_written_back")
                     self._log.info(
                         "crm_id_written_back", referral_id=current.id, crm_id=link.crm_id

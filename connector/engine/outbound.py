@@ -114,6 +114,7 @@ class OutboundCycle(Cycle):
             return None
         for update in decision.updates:
             current = self._source.update(update, current)
+            self.own_writes.record(current.id, current.updated_at)
             report.count(str(update.action))
             self._log.info(
                 "referral_updated_from_crm",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from connector.engine.cycle import OwnWrites
 from connector.engine.inbound import InboundCycle
 from connector.engine.outbound import OutboundCycle
 from connector.engine.report import RunReport
@@ -47,12 +48,15 @@ class ConnectionSync:
         self._clock = clock
         base = logger or structlog.get_logger("connector.engine")
         self._log = base.bind(connection=connection)
+        self.own_writes = OwnWrites()
         self.inbound = InboundCycle(
-            connection, source=source, crm=crm, store=store, spec=spec, clock=clock, logger=base
-        )
+            connection, source=source, crm=crm, store=store, spec=spec, clock=clock,
+            own_writes=self.own_writes, logger=base,
+        )  # fmt: skip
         self.outbound = OutboundCycle(
-            connection, source=source, crm=crm, store=store, spec=spec, clock=clock, logger=base
-        )
+            connection, source=source, crm=crm, store=store, spec=spec, clock=clock,
+            own_writes=self.own_writes, logger=base,
+        )  # fmt: skip
 
     def stop_soon(self) -> None:
         """The cycle in flight stops after the page it is on (recorded); no new one starts

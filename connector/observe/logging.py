@@ -19,13 +19,18 @@ _SECRET_KEY = re.compile(r"token|secret|password|passwd|authorization|assertion|
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 _PHONE = re.compile(r"(?<![\w-])[+(]?\d[\d ().-]{6,}\d(?![\w-])")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+_ISO_DATETIME = re.compile(
+    r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)"
+)
 REDACTED = "[redacted]"
 
 
 def mask_contacts(text: str) -> str:
     """``jane.doe@contoso.com`` → ``j***@contoso.com``; ``+1 425 555 0100`` → ``***0100``."""
     text = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
-    return _PHONE.sub(_mask_phone, text)
+    # Date-times are not phone numbers: mask only the text between them.
+    parts = _ISO_DATETIME.split(text)
+    return "".join(p if i % 2 else _PHONE.sub(_mask_phone, p) for i, p in enumerate(parts))
 
 
 def _mask_phone(match: re.Match[str]) -> str:

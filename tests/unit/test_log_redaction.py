@@ -23,6 +23,10 @@ from connector.observe.logging import REDACTED, Redactor, configure_logging, mas
         ("(11) 98765-4321", "***4321"),
         ("2026-11-22T10:00:00Z", "2026-11-22T10:00:00Z"),
         (
+            "changed 2026-12-01T23:27:22.4737065+00:00, call +1 425 555 0100",
+            "changed 2026-12-01T23:27:22.4737065+00:00, call ***0100",
+        ),
+        (
             "referral 5f1c2d3e-0000-4000-8000-000000000001",
             "referral 5f1c2d3e-0000-4000-8000-000000000001",
         ),
