@@ -101,11 +101,32 @@ class SalesforceSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DynamicsSettings:
+    """A Dataverse environment: the Web API root, and an Entra app's client credentials.
+
+    ``scope`` is the environment's resource + ``/.default`` (``https://<org>.crm.dynamics.com/
+    .default``); it is configured, never derived from ``base_url`` (they differ behind a proxy).
+    """
+
+    base_url: str  # https://<org>.crm.dynamics.com/api/data/v9.2
+    authority: str  # https://login.microsoftonline.com/<tenant id>
+    client_id: str
+    client_secret: Secret
+    scope: str
+    ca_bundle: Path | None = None
+    poll_page_size: int = 1000
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    retry: RetrySettings = field(default_factory=RetrySettings)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionSettings:
     name: str
     crm: str
     partner_center: PartnerCenterSettings
     salesforce: SalesforceSettings | None = None
+    dynamics: DynamicsSettings | None = None
     interval_seconds: float = 30.0
     mapping: Path | None = None  # None: mappings/<crm>.yaml shipped with Referral Sync
 
@@ -353,9 +374,12 @@ class _Reader:
             return None
         self.unknown(
             raw,
-            {"name", "crm", "interval_seconds", "mapping", "partner_center", "salesforce"},
+            {
+                "name", "crm", "interval_seconds", "mapping",
+                "partner_center", "salesforce", "dynamics",
+            },
             where,
-        )
+        )  # fmt: skip
         name = self.string(raw, "name", where)
         if name and not _NAME.match(name):
             self.fail(_join(where, "name"), "use lowercase letters, digits, '-' and '_' only")
@@ -370,6 +394,12 @@ class _Reader:
         elif "salesforce" in raw:
             sf_where = _join(where, "salesforce")
             salesforce = self.salesforce(self.table(raw, "salesforce", where), sf_where)
+        dynamics = None
+        if raw.get("crm") == "dynamics" and "dynamics" not in raw:
+            self.fail(_join(where, "dynamics"), "is required when crm = 'dynamics'")
+        elif "dynamics" in raw:
+            dv_where = _join(where, "dynamics")
+            dynamics = self.dynamics(self.table(raw, "dynamics", where), dv_where)
         if "partner_center" not in raw:
             self.fail(_join(where, "partner_center"), "is required")
             return None
@@ -377,6 +407,7 @@ class _Reader:
             name=name,
             crm=crm,
             salesforce=salesforce,
+            dynamics=dynamics,
             interval_seconds=interval,
             mapping=mapping,
             partner_center=self.partner_center(
@@ -494,6 +525,46 @@ class _Reader:
             ),
             retry=self.retry(self.table(raw, "retry", where), _join(where, "retry")),
         )
+
+    def dynamics(self, raw: dict[str, Any], where: str) -> DynamicsSettings | None:
+        self.unknown(
+            raw,
+            {
+                "base_url", "authority", "client_id", "scope", "ca_bundle", "poll_page_size",
+                "connect_timeout", "read_timeout", "retry",
+                "client_secret", "client_secret_env", "client_secret_file",
+            },
+            where,
+        )  # fmt: skip
+        base_url = self.https_url(raw, "base_url", where)
+        if base_url and not re.search(r"/api/data/v\d+\.\d+$", base_url):
+            self.fail(_join(where, "base_url"), "must end in /api/data/v9.2 (the Web API root)")
+        scope = self.string(raw, "scope", where)
+        if scope and not (scope.startswith("https://") and scope.endswith("/.default")):
+            self.fail(_join(where, "scope"), "must be https://<org>.crm.dynamics.com/.default")
+        ca_bundle = None
+        if raw.get("ca_bundle") is not None:
+            ca_bundle = self.path(raw, "ca_bundle", where, must_exist=True)
+        secret = self.secret(raw, "client_secret", where, required=True)
+        settings = DynamicsSettings(
+            base_url=base_url,
+            authority=self.https_url(raw, "authority", where),
+            client_id=self.string(raw, "client_id", where),
+            client_secret=secret or Secret("", "(missing)"),
+            scope=scope,
+            ca_bundle=ca_bundle,
+            poll_page_size=int(
+                self.number(raw, "poll_page_size", where, default=1000, minimum=1, maximum=5000)
+            ),
+            connect_timeout=self.number(
+                raw, "connect_timeout", where, default=10.0, minimum=0.1, maximum=300.0
+            ),
+            read_timeout=self.number(
+                raw, "read_timeout", where, default=60.0, minimum=0.1, maximum=600.0
+            ),
+            retry=self.retry(self.table(raw, "retry", where), _join(where, "retry")),
+        )
+        return settings if secret is not None else None
 
     def refresh_token_file(self, raw: dict[str, Any], where: str, mode: str) -> Path | None:
         """A file, read when needed: msal rotates refresh tokens, so the file is only the seed."""

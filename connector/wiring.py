@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from structlog.typing import FilteringBoundLogger
 
 from connector.clock import SystemClock
+from connector.crm.dynamics.build import build_dynamics
 from connector.crm.salesforce.build import build_salesforce
 from connector.engine import ConnectionSync
 from connector.errors import ConfigError, ConfigProblem
@@ -69,20 +70,30 @@ def build_connection(
     check_metadata: bool = True,
 ) -> Connection:
     spec = load_connection_mapping(settings)
-    if settings.salesforce is None:
+    time: Clock = clock or SystemClock()
+    crm: CrmAdapter
+    if settings.crm == "dynamics" and settings.dynamics is not None:
+        crm = build_dynamics(
+            settings.dynamics,
+            key_column=spec.key,
+            read_fields=spec.read_fields(),
+            now=time.now,
+            logger=logger,
+        ).adapter
+    elif settings.crm == "salesforce" and settings.salesforce is not None:
+        crm = build_salesforce(
+            settings.salesforce, read_fields=spec.read_fields(), now=time.now, logger=logger
+        ).adapter
+    else:
         raise ConfigError(
             [
                 ConfigProblem(
                     "(config)",
                     f"connection.{settings.name}.{settings.crm}",
-                    f"the {settings.crm} adapter is not available yet",
+                    f"the [connection.{settings.crm}] section is missing",
                 )
             ]
         )
-    time: Clock = clock or SystemClock()
-    crm = build_salesforce(
-        settings.salesforce, read_fields=spec.read_fields(), now=time.now, logger=logger
-    ).adapter
     if check_metadata:
         check_crm_metadata(spec, crm)
     partner_center = build_partner_center(

@@ -108,7 +108,8 @@ class ServiceProtection:
                 1.0,
             )
         if len(usage.requests) >= limits.requests:
-            wait = usage.requests[0] + limits.window_s - now
+            oldest = usage.requests[0] if usage.requests else now
+            wait = oldest + limits.window_s - now
             raise self._refuse(
                 REQUESTS_CODE,
                 f"Number of requests exceeded the limit of {limits.requests} over time window "

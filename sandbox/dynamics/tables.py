@@ -226,7 +226,12 @@ ACCOUNT = EntityDef(
         AttributeDef("websiteurl", STRING, "Website", max_length=200, format_name="Url"),
         AttributeDef("telephone1", STRING, "Main Phone", max_length=50),
         AttributeDef("emailaddress1", STRING, "Email", max_length=100),
+        AttributeDef("address1_line1", STRING, "Address 1: Street 1", max_length=250),
         AttributeDef("address1_city", STRING, "Address 1: City", max_length=80),
+        AttributeDef(
+            "address1_stateorprovince", STRING, "Address 1: State/Province", max_length=50
+        ),
+        AttributeDef("address1_postalcode", STRING, "Address 1: ZIP/Postal Code", max_length=20),
         AttributeDef("address1_country", STRING, "Address 1: Country/Region", max_length=80),
         AttributeDef("transactioncurrencyid", LOOKUP, "Currency", targets=("transactioncurrency",)),
         *_active_states(),

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from connector.ports import StateStore
-from contract.crm_harness import CrmHarness, FakeCrmHarness, SalesforceHarness
+from contract.crm_harness import CrmHarness, DynamicsHarness, FakeCrmHarness, SalesforceHarness
 from contract.state_harness import STATE_STORES, ManualClock, open_store
 
-CRMS = ["fake", "salesforce"]
+CRMS = ["fake", "salesforce", "dynamics"]
 
 
 @pytest.fixture(params=CRMS)
@@ -26,6 +26,10 @@ def crm(request: pytest.FixtureRequest) -> Iterator[CrmHarness]:
         harness = SalesforceHarness(request.getfixturevalue("sandbox"))
         yield harness
         harness.close()
+    elif request.param == "dynamics":
+        dynamics = DynamicsHarness(request.getfixturevalue("sandbox"))
+        yield dynamics
+        dynamics.close()
     else:
         raise AssertionError(f"no harness for {request.param!r}")
 

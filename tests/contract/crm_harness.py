@@ -20,10 +20,12 @@ from typing import Any, Protocol
 
 from fakes import FakeClock, FakeCrm, TickingClock
 
+from connector.crm.dynamics.build import build_dynamics_from_info
 from connector.crm.salesforce.build import build_salesforce_from_info
 from connector.ports import AccountRef, ContactRef, CrmAdapter, FieldRequirement
 from connector.settings import RetrySettings
 from sandbox.app import Sandbox
+from sandbox.dynamics import SALES_USER_ID, Limits, Lookup
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -354,3 +356,202 @@ def salesforce_contact(record: dict[str, Any]) -> ContactRef:
 
 def _by_email(contact: ContactRef) -> str:
     return contact.email or ""
+
+
+# -- Dynamics 365 ---------------------------------------------------------------------------------
+
+DYNAMICS_VOCABULARY = Vocabulary(
+    sobject="opportunity",
+    name="name",
+    name_max=300,
+    stage="statuscode",
+    stages=(2, 1),  # type: ignore[arg-type]  # Dataverse stages are status reason numbers
+    close_date="estimatedclosedate",
+    amount="estimatedvalue",
+    plain_text="rs_engagementid",
+    picklist="rs_declinereason",
+    picklist_value="Not a fit",
+)
+
+
+def dynamics_requirements() -> list[FieldRequirement]:
+    """What the Dynamics mapping needs of a default environment (mappings/dynamics.yaml)."""
+
+    def need(name: str, **options: Any) -> FieldRequirement:
+        return FieldRequirement(sobject="opportunity", name=name, **options)
+
+    return [
+        need("rs_partnercenterreferralid", external_id=True),
+        need("name"),
+        need("rs_engagementid"),
+        need("rs_partnercenterstatus"),
+        need("rs_referrallink"),
+        need("rs_hot"),
+        need("rs_expires"),
+        need("rs_microsoftnotes"),
+        need("estimatedvalue"),
+        need("transactioncurrencyid"),
+        need("estimatedclosedate"),
+        need("description"),
+        need("modifiedon", writable=False),
+        need("rs_declinereason", picklist_values=("Not a fit", "Other")),
+        need("statuscode", picklist_values=("1", "2", "3", "4", "5")),
+    ]
+
+
+class DynamicsHarness:
+    """The Dynamics adapter against the sandbox's simulated Dataverse, over real TLS and msal.
+
+    The environment's rows are emptied (the currencies seeded again) and its metadata and
+    limits restored. Retries wait on a fake clock; change tracking comes 100 rows a page, so
+    paging is exercised.
+    """
+
+    vocabulary = DYNAMICS_VOCABULARY
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        sandbox.reset()
+        self.sandbox = sandbox
+        self.sim = sandbox.dataverse
+        self._empty()
+        self.clock = FakeClock()
+        self.connection = build_dynamics_from_info(
+            sandbox.info,
+            sandbox.info["ca_bundle"],
+            poll_page_size=100,
+            retry=RetrySettings(max_attempts=4, max_seconds=120, base_seconds=1, cap_seconds=8),
+            sleep=self.clock.sleep,
+            clock=self.clock,
+        )
+        self.adapter: CrmAdapter = self.connection.adapter
+
+    def _empty(self) -> None:
+        self.sim.store.clear()
+        self.sim._seed_currencies()
+
+    def close(self) -> None:
+        self.sandbox.reset()
+        self._empty()
+
+    def opportunities(self) -> dict[str, Stored]:
+        store = self.sim.store
+        table = self.sim.schema.entity("opportunity")
+        assert table is not None
+        accounts = {a["accountid"]: a for a in store.rows("account")}
+        contacts = store.rows("contact")
+        stored = {}
+        for row in store.rows("opportunity"):
+            account_id = _lookup_id(row.get("customerid"))
+            attached = {
+                c["contactid"]: c
+                for c in contacts
+                if c["contactid"] == _lookup_id(row.get("parentcontactid"))
+                or (account_id and _lookup_id(c.get("parentcustomerid")) == account_id)
+            }
+            fields = {}
+            for attr in table.attributes:
+                if attr.logical_name in row:
+                    fields[attr.logical_name] = _dynamics_typed(attr, row[attr.logical_name])
+            key = row["rs_partnercenterreferralid"]
+            account = accounts.get(account_id)
+            stored[key] = Stored(
+                crm_id=row["opportunityid"],
+                key=key,
+                fields=fields,
+                account_id=account_id,
+                account=None if account is None else dynamics_account(account),
+                contacts=tuple(sorted(map(dynamics_contact, attached.values()), key=_by_email)),
+            )
+        return stored
+
+    def account_count(self) -> int:
+        return len(self.sim.store.rows("account"))
+
+    def edit(self, crm_id: str, **fields: object) -> None:
+        table = self.sim.schema.entity("opportunity")
+        assert table is not None
+        changes = {}
+        for name, value in fields.items():
+            attr = table.attribute(name)
+            option = next((o for o in attr.options if o.label == value), None) if attr else None
+            changes[name] = option.value if option is not None else _wire(value)
+        self.sim.store.write("opportunity", crm_id, changes, user_id=SALES_USER_ID)
+
+    @contextmanager
+    def same_instant(self) -> Iterator[None]:
+        """Stop the environment's clock on the next whole second (modifiedon has whole
+        seconds); change tracking does not care, but ``modifiedon`` ties are then real."""
+        store = self.sim.store
+        running = store.clock
+        now = running.now()
+        whole = now.replace(microsecond=0) + timedelta(seconds=1)
+        self.sandbox.clock.advance(whole - now)
+        store.clock = _StoppedClock(whole)
+        try:
+            yield
+        finally:
+            store.clock = running
+
+    def rate_limit(self) -> None:
+        self.sim.protection.limits = Limits(requests=0)  # service protection: 429 Retry-After
+
+    def lift_rate_limit(self) -> None:
+        self.sim.protection.reset()
+
+    def expire_token(self) -> None:
+        self.sandbox.tokens.expire_all()
+
+    def auth_count(self) -> int:
+        return self.sandbox.log.count(service="entra", route="token")
+
+    def requirements(self) -> list[FieldRequirement]:
+        return dynamics_requirements()
+
+    def remove_field(self, name: str) -> None:
+        self.sim.schema.remove_attribute("opportunity", name)
+
+    def remove_picklist_value(self, field: str, value: str) -> None:
+        table = self.sim.schema.entity("opportunity")
+        attr = table.attribute(field) if table else None
+        assert attr is not None
+        [option] = [o for o in attr.options if o.label == value]
+        self.sim.schema.remove_option("opportunity", field, option.value)
+
+
+def _lookup_id(value: object) -> str | None:
+    return value.row_id if isinstance(value, Lookup) else None
+
+
+def _dynamics_typed(attr: Any, value: object) -> object:
+    """A stored row value as the adapter reads it: dates, Decimals, choice labels."""
+    if value is None:
+        return None
+    if attr.type == "DateTime" and attr.date_only:
+        return date.fromisoformat(str(value))
+    if attr.type in ("Money", "Decimal"):
+        return Decimal(str(value))
+    if attr.type == "Picklist":
+        option = attr.option(value)
+        return option.label if option else value
+    return value
+
+
+def dynamics_account(row: dict[str, Any]) -> AccountRef:
+    return AccountRef(
+        name=row["name"],
+        postal_code=row.get("address1_postalcode"),
+        street=row.get("address1_line1"),
+        city=row.get("address1_city"),
+        state=row.get("address1_stateorprovince"),
+        country=row.get("address1_country"),
+    )
+
+
+def dynamics_contact(row: dict[str, Any]) -> ContactRef:
+    return ContactRef(
+        last_name=row["lastname"],
+        first_name=row.get("firstname"),
+        email=row.get("emailaddress1"),
+        phone=row.get("telephone1"),
+        title=row.get("jobtitle"),
+    )

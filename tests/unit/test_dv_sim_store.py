@@ -194,3 +194,33 @@ def test_salesperson_random_steps_repeat_for_a_seed(clock):
     first = steps()
     assert first == steps()
     assert {kind for kind, _ in first} & {"accept", "decline"}
+
+
+def test_a_request_limit_of_zero_refuses_even_the_first_request(clock):
+    protection = ServiceProtection(clock, Limits(requests=0, window_s=300))
+
+    with pytest.raises(DataverseError) as caught, protection.admit("app"):
+        pass
+
+    assert (caught.value.status, caught.value.code) == (429, "0x80072322")
+    assert caught.value.headers["Retry-After"] == "300"
+
+
+def test_accounts_have_the_address_columns_a_customer_is_found_by(store):
+    account_id, _ = store.write(
+        "account",
+        None,
+        {
+            "name": "Contoso",
+            "address1_line1": "1 Microsoft Way",
+            "address1_city": "Redmond",
+            "address1_stateorprovince": "WA",
+            "address1_postalcode": "98052",
+            "address1_country": "US",
+        },
+    )
+
+    assert store.find_by_key("account", {"name": "contoso", "address1_postalcode": "98052"}) == (
+        account_id
+    )
+    assert code_of(store.write, "account", None, {"name": "X", "address1_postalcode": "9" * 21})

@@ -197,6 +197,95 @@ def test_retry_cap_below_base_is_refused(tmp_path):
 
 @pytest.mark.parametrize("example", sorted(CONFIG_DIR.glob("*.example.toml")), ids=lambda p: p.name)
 def test_shipped_example_configs_load(example):
-    env = {"PARTNER_CENTER_CLIENT_SECRET": "x", "SALESFORCE_CLIENT_SECRET": "y"}
+    env = {
+        "PARTNER_CENTER_CLIENT_SECRET": "x",
+        "SALESFORCE_CLIENT_SECRET": "y",
+        "DYNAMICS_CLIENT_SECRET": "z",
+    }
     settings = load_settings(example, env)
     assert settings.connections
+
+
+# -- Dynamics 365 ---------------------------------------------------------------------------------
+
+DYNAMICS = """
+[[connection]]
+name = "fabrikam"
+crm = "dynamics"
+
+[connection.partner_center]
+base_url = "https://pc.example/v1.0/engagements/"
+authority = "https://login.example/tenant"
+client_id = "app"
+client_secret_env = "PC_SECRET"
+
+[connection.dynamics]
+base_url = "https://fabrikam.crm4.dynamics.com/api/data/v9.2/"
+authority = "https://login.microsoftonline.com/tenant"
+client_id = "dv-app"
+client_secret_env = "DV_SECRET"
+scope = "https://fabrikam.crm4.dynamics.com/.default"
+"""
+
+
+def test_dynamics_settings_load_with_defaults_and_the_secret_from_the_environment(tmp_path):
+    env = {"PC_SECRET": "x", "DV_SECRET": "dv~s3cret"}
+    settings = load_settings(write(tmp_path, DYNAMICS), env)
+
+    [conn] = settings.connections
+    assert conn.crm == "dynamics"
+    assert conn.salesforce is None
+    dv = conn.dynamics
+    assert dv is not None
+    assert dv.base_url == "https://fabrikam.crm4.dynamics.com/api/data/v9.2"
+    assert dv.scope == "https://fabrikam.crm4.dynamics.com/.default"
+    assert dv.client_secret.reveal() == "dv~s3cret"
+    assert "s3cret" not in repr(dv)
+    assert (dv.poll_page_size, dv.connect_timeout, dv.read_timeout) == (1000, 10.0, 60.0)
+    assert dv.retry.max_attempts == 6
+
+
+def test_dynamics_section_is_required_for_a_dynamics_connection(tmp_path):
+    text = DYNAMICS.split("[connection.dynamics]", maxsplit=1)[0]
+
+    problems = problems_of(write(tmp_path, text), {"PC_SECRET": "x"})
+
+    assert problems == [
+        f"{tmp_path / 'config.toml'}: connection[0].dynamics: is required when crm = 'dynamics'"
+    ]
+
+
+def test_dynamics_settings_list_every_problem(tmp_path):
+    text = (
+        DYNAMICS.replace("/api/data/v9.2/", "/")
+        .replace('scope = "https://fabrikam.crm4.dynamics.com/.default"', 'scope = "api://x"')
+        .replace('client_secret_env = "DV_SECRET"', 'client_secret = "literal"')
+        + "poll_page_size = 6000\ncolour = 1\n"
+    )
+
+    problems = problems_of(write(tmp_path, text), {"PC_SECRET": "x"})
+
+    where = f"{tmp_path / 'config.toml'}: connection[0].dynamics"
+    assert sorted(problems) == sorted(
+        [
+            f"{where}.base_url: must end in /api/data/v9.2 (the Web API root)",
+            f"{where}.scope: must be https://<org>.crm.dynamics.com/.default",
+            (
+                f"{where}.client_secret: secrets are not read from the config text: use "
+                "client_secret_env or client_secret_file"
+            ),
+            f"{where}.poll_page_size: must be between 1 and 5000, got 6000",
+            f"{where}.colour: unknown key (a typo?)",
+        ]
+    )
+
+
+def test_dynamics_secret_may_come_from_a_file(tmp_path):
+    (tmp_path / "dv.secret").write_text("from-file\n", encoding="utf-8")
+    text = DYNAMICS.replace('client_secret_env = "DV_SECRET"', 'client_secret_file = "dv.secret"')
+
+    settings = load_settings(write(tmp_path, text), {"PC_SECRET": "x"})
+
+    dv = settings.connections[0].dynamics
+    assert dv is not None
+    assert dv.client_secret.reveal() == "from-file"
