@@ -42,6 +42,7 @@ def run_demo(
     def say(line: str) -> None:
         print(line, file=out, flush=True)
 
+    state_dir = state_dir.resolve()  # the config it writes names absolute paths
     state_dir.mkdir(parents=True, exist_ok=True)
     with Sandbox(state_dir, referrals=referrals, user_realm_port=None) as sandbox:
         config = write_sandbox_config(sandbox, state_dir, interval_seconds=DEMO_INTERVAL_S)

@@ -74,7 +74,7 @@ def write_sandbox_config(
             base_url=info["partner_center"]["base_url"],
             authority=info["entra"]["authority"],
             client_id=info["entra"]["partner_center"]["client_id"],
-            ca_bundle=info["ca_bundle"],
+            ca_bundle=Path(info["ca_bundle"]).resolve(),
         ),
         encoding="utf-8",
     )
@@ -82,6 +82,7 @@ def write_sandbox_config(
 
 
 def run_tour(state_dir: Path, *, referrals: int, out: TextIO, steps: int = 80) -> int:
+    state_dir = state_dir.resolve()  # the config it writes names absolute paths
     state_dir.mkdir(parents=True, exist_ok=True)
 
     def say(line: str = "") -> None:

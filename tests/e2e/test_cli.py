@@ -124,3 +124,19 @@ def test_readme_first_command_the_demo_shows_the_two_way_flow_and_stops_by_itsel
     events = [json.loads(line)["event"] for line in result.stderr.splitlines()]
     assert "daemon_started" in events
     assert events[-1] == "daemon_stopped"
+
+
+def test_try_works_with_a_state_dir_relative_to_the_working_directory(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "connector", "try", "--state-dir", "rel-state", "--referrals", "20"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
+        env={**os.environ, "NO_PROXY": "127.0.0.1,localhost", "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "20 opportunities created" in result.stdout
+    config = (tmp_path / "rel-state" / "try.toml").read_text(encoding="utf-8")
+    assert f'ca_bundle = "{tmp_path / "rel-state" / "ca.pem"}"' in config
