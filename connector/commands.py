@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -128,9 +128,11 @@ def _store(settings: Settings) -> Iterator[StateStore]:
         store.close()
 
 
-def _connections(settings: Settings, store: StateStore) -> list[Connection]:
+def _connections(
+    settings: Settings, store: StateStore, on_request: Callable[[str, int], None] | None = None
+) -> list[Connection]:
     """Every connection built and checked (mapping, CRM metadata) before any cycle runs."""
-    return [build_connection(c, store) for c in settings.connections]
+    return [build_connection(c, store, on_request=on_request) for c in settings.connections]
 
 
 def _report_line(report: RunReport) -> str:
@@ -148,14 +150,16 @@ def run_daemon(args: argparse.Namespace) -> int:
 
     from connector.daemon.ops import Ops, parse_listen  # noqa: PLC0415
     from connector.daemon.scheduler import Daemon  # noqa: PLC0415
+    from connector.observe.metrics import Metrics  # noqa: PLC0415
 
     host, port = parse_listen(args.listen)
     settings = load_settings(args.config)
     _configure(settings)
     clock = SystemClock()
     with _store(settings) as store:
-        connections = _connections(settings, store)
-        ops = Ops(connections, store, clock=clock)
+        metrics = Metrics()
+        connections = _connections(settings, store, metrics.observe_request)
+        ops = Ops(connections, store, clock=clock, metrics=metrics)
         url = ops.serve(host, port)
         structlog.get_logger("connector.daemon").info("ops_server_started", url=url)
         try:

@@ -23,6 +23,7 @@ from connector.daemon.ops import Ops
 from connector.daemon.scheduler import Daemon
 from connector.engine import CycleResult, RunReport
 from connector.http.session import build_session
+from connector.observe.metrics import Metrics
 from connector.settings import load_settings
 from connector.state import open_state_store
 from connector.tour import write_sandbox_config
@@ -52,13 +53,18 @@ def run_demo(
         say(f"  Salesforce     {sandbox.info['salesforce']['instance_url']}")
         store = open_state_store(settings.state.url)
         try:
+            metrics = Metrics()
             connection = build_connection(
-                settings.connections[0], store, clock=sandbox.clock, prompt=lambda m: None
+                settings.connections[0],
+                store,
+                clock=sandbox.clock,
+                prompt=lambda m: None,
+                on_request=metrics.observe_request,
             )
             user = connection.partner_center.auth.login()
             say(f"signed in to Partner Center as {user}; syncing every {DEMO_INTERVAL_S} s")
 
-            ops = Ops([connection], store, clock=sandbox.clock)
+            ops = Ops([connection], store, clock=sandbox.clock, metrics=metrics)
 
             def report(conn: Connection, result: CycleResult) -> None:
                 ops.observe(conn, result)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import requests
 from structlog.typing import FilteringBoundLogger
 
 from connector.clock import SystemClock
@@ -67,9 +68,18 @@ def build_connection(
     clock: Clock | None = None,
     logger: FilteringBoundLogger | None = None,
     prompt: Callable[[str], None] | None = None,
+    on_request: Callable[[str, int], None] | None = None,
     check_metadata: bool = True,
 ) -> Connection:
+    """``on_request(service, status)`` is told of every HTTP response (the request metrics)."""
     spec = load_connection_mapping(settings)
+
+    def observer(service: str) -> Callable[[requests.Response], None] | None:
+        if on_request is None:
+            return None
+        report = on_request
+        return lambda response: report(service, response.status_code)
+
     time: Clock = clock or SystemClock()
     crm: CrmAdapter
     if settings.crm == "dynamics" and settings.dynamics is not None:
@@ -78,11 +88,16 @@ def build_connection(
             key_column=spec.key,
             read_fields=spec.read_fields(),
             now=time.now,
+            on_response=observer("dynamics"),
             logger=logger,
         ).adapter
     elif settings.crm == "salesforce" and settings.salesforce is not None:
         crm = build_salesforce(
-            settings.salesforce, read_fields=spec.read_fields(), now=time.now, logger=logger
+            settings.salesforce,
+            read_fields=spec.read_fields(),
+            now=time.now,
+            on_response=observer("salesforce"),
+            logger=logger,
         ).adapter
     else:
         raise ConfigError(
@@ -97,7 +112,11 @@ def build_connection(
     if check_metadata:
         check_crm_metadata(spec, crm)
     partner_center = build_partner_center(
-        settings.partner_center, prompt=prompt, now=time.now, logger=logger
+        settings.partner_center,
+        prompt=prompt,
+        now=time.now,
+        on_response=observer("partner_center"),
+        logger=logger,
     )
     sync = ConnectionSync(
         settings.name,

@@ -26,10 +26,15 @@ class Ops:
     """Health, metrics and the ops HTTP server of one daemon process."""
 
     def __init__(
-        self, connections: Sequence[Connection], store: StateStore, *, clock: Clock
+        self,
+        connections: Sequence[Connection],
+        store: StateStore,
+        *,
+        clock: Clock,
+        metrics: Metrics | None = None,
     ) -> None:
         self.connections = list(connections)
-        self.metrics = Metrics()
+        self.metrics = metrics or Metrics()
         self._store = store
         self._clock = clock
         self._server: StatusServer | None = None

@@ -13,6 +13,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from connector.daemon.ops import Ops
+from connector.observe.metrics import Metrics
 from connector.settings import RetrySettings, load_settings
 from connector.state import open_state_store
 from connector.tour import write_sandbox_config
@@ -36,9 +37,12 @@ def ops(sandbox: Sandbox, tmp_path: Path) -> Iterator[tuple[Sandbox, Connection,
         conn_settings, salesforce=replace(conn_settings.salesforce, retry=quick)
     )
     store = open_state_store("memory://")
-    connection = build_connection(conn_settings, store, clock=sandbox.clock)
+    metrics = Metrics()
+    connection = build_connection(
+        conn_settings, store, clock=sandbox.clock, on_request=metrics.observe_request
+    )
     connection.partner_center.auth.login()
-    server = Ops([connection], store, clock=sandbox.clock)
+    server = Ops([connection], store, clock=sandbox.clock, metrics=metrics)
     url = server.serve("127.0.0.1", 0)
     yield sandbox, connection, server, url
     server.stop()
@@ -96,6 +100,11 @@ def test_readiness_follows_the_crm_down_and_back_and_metrics_match_the_summaries
             direction="outbound",
         )
         == 1
+    )
+
+    assert metric(url, "referral_sync_api_requests_total", service="salesforce", status="503") >= 1
+    assert (
+        metric(url, "referral_sync_api_requests_total", service="partner_center", status="200") >= 1
     )
 
     sandbox.faults.clear()

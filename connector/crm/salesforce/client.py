@@ -431,7 +431,7 @@ class SalesforceClient:
         kwargs: dict[str, Any] = {
             "timeout": self._timeout,
             "allow_redirects": False,
-            "hooks": {"response": [self._remember]},
+            "hooks": {"response": [*self._session.hooks["response"], self._remember]},
         }
         self._last_headers = {}
         started = self._clock()
