@@ -54,6 +54,7 @@ from urllib.parse import quote
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from connector.crm.customers import account_ids, contact_ids, wanted_accounts, wanted_contacts
 from connector.crm.dynamics import wire
 from connector.crm.dynamics.batch import MAX_PARTS, Part, PartResponse
 from connector.crm.dynamics.client import DynamicsClient, error_for
@@ -361,10 +362,7 @@ class DynamicsAdapter:
         self, writes: Sequence[OpportunityWrite], failed: dict[int, str]
     ) -> dict[int, str]:
         """Index of write → accountid, finding or creating each distinct account once."""
-        wanted: dict[Hashable, AccountRef] = {}
-        for i, w in enumerate(writes):
-            if w.account is not None and i not in failed:
-                wanted.setdefault(_account_key(w.account), w.account)
+        wanted = wanted_accounts(writes, failed, _account_key)
         found: dict[Hashable, str] = {}
         refs = list(wanted.values())
         for start in range(0, len(refs), LOOKUP_CHUNK):
@@ -385,15 +383,7 @@ class DynamicsAdapter:
             if k not in found
         }
         errors = self._create(wire.ACCOUNTS, missing, found)
-        ids: dict[int, str] = {}
-        for i, w in enumerate(writes):
-            if w.account is not None and i not in failed:
-                key = _account_key(w.account)
-                if key in found:
-                    ids[i] = found[key]
-                else:
-                    failed[i] = errors[key]
-        return ids
+        return account_ids(writes, failed, _account_key, found, errors)
 
     def _contacts(
         self,
@@ -402,16 +392,12 @@ class DynamicsAdapter:
         failed: dict[int, str],
     ) -> dict[int, list[str]]:
         """Index of write → contactids, found by e-mail or created with their company."""
-        wanted: dict[Hashable, tuple[str, dict[str, object]]] = {}
-        for i, w in enumerate(writes):
-            for contact in w.contacts if i not in failed else ():
-                if contact.email:
-                    body = _contact_body(contact, accounts.get(i))
-                    wanted.setdefault(
-                        contact.email.casefold(), (f"contact {contact.last_name!r}", body)
-                    )
-                else:
-                    self._log.info("contact_skipped_without_email", referral_id=w.key)
+        wanted = wanted_contacts(
+            writes,
+            failed,
+            lambda contact, i: _contact_body(contact, accounts.get(i)),
+            lambda w: self._log.info("contact_skipped_without_email", referral_id=w.key),
+        )
         found: dict[Hashable, str] = {}
         emails = sorted(str(k) for k in wanted)
         for start in range(0, len(emails), LOOKUP_CHUNK):
@@ -428,15 +414,7 @@ class DynamicsAdapter:
         errors = self._create(
             wire.CONTACTS, {k: v for k, v in wanted.items() if k not in found}, found
         )
-        ids: dict[int, list[str]] = {}
-        for i, w in enumerate(writes):
-            keys = [c.email.casefold() for c in w.contacts if c.email] if i not in failed else []
-            problems = [errors[k] for k in keys if k in errors]
-            if problems:
-                failed[i] = "; ".join(problems)
-            elif keys:
-                ids[i] = list(dict.fromkeys(found[k] for k in keys))
-        return ids
+        return contact_ids(writes, failed, found, errors)
 
     def _create(
         self,

@@ -44,6 +44,7 @@ from typing import Any
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from connector.crm.customers import account_ids, contact_ids, wanted_accounts, wanted_contacts
 from connector.crm.salesforce import wire
 from connector.crm.salesforce.client import COLLECTION_LIMIT, SalesforceClient
 from connector.crm.salesforce.metadata import field_problems, with_external_id
@@ -151,10 +152,7 @@ class SalesforceAdapter:
         self, writes: Sequence[OpportunityWrite], failed: dict[int, str]
     ) -> dict[int, str]:
         """Index of write → Account Id, finding or creating each distinct account once."""
-        wanted: dict[Hashable, AccountRef] = {}
-        for w in writes:
-            if w.account is not None:
-                wanted.setdefault(_account_key(w.account), w.account)
+        wanted = wanted_accounts(writes, failed, _account_key)
         found: dict[Hashable, str] = {}
         for chunk in _batches(list(wanted.values()), LOOKUP_CHUNK):
             for row in self._client.query(_account_lookup(chunk)):
@@ -166,15 +164,7 @@ class SalesforceAdapter:
             {k: (f"account {r.name!r}", _account_record(r)) for k, r in wanted.items()},
             found,
         )
-        ids: dict[int, str] = {}
-        for i, w in enumerate(writes):
-            if w.account is not None:
-                key = _account_key(w.account)
-                if key in found:
-                    ids[i] = found[key]
-                else:
-                    failed[i] = errors[key]
-        return ids
+        return account_ids(writes, failed, _account_key, found, errors)
 
     def _contacts(
         self,
@@ -183,16 +173,12 @@ class SalesforceAdapter:
         failed: dict[int, str],
     ) -> dict[int, list[str]]:
         """Index of write → Contact Ids, found by e-mail or created."""
-        wanted: dict[Hashable, tuple[str, dict[str, object]]] = {}
-        for i, w in enumerate(writes):
-            for contact in w.contacts if i not in failed else ():
-                if contact.email:
-                    record = _contact_record(contact, accounts.get(i))
-                    wanted.setdefault(
-                        contact.email.casefold(), (f"contact {contact.last_name!r}", record)
-                    )
-                else:
-                    self._log.info("contact_skipped_without_email", referral_id=w.key)
+        wanted = wanted_contacts(
+            writes,
+            failed,
+            lambda contact, i: _contact_record(contact, accounts.get(i)),
+            lambda w: self._log.info("contact_skipped_without_email", referral_id=w.key),
+        )
         found: dict[Hashable, str] = {}
         for chunk in _batches(sorted(str(k) for k in wanted), LOOKUP_CHUNK):
             soql = f"SELECT Id, Email FROM Contact WHERE Email IN {soql_in(chunk)} ORDER BY Id"  # noqa: S608 - values are soql_quote literals
@@ -201,15 +187,7 @@ class SalesforceAdapter:
                 if isinstance(email, str) and isinstance(row_id, str):
                     found.setdefault(email.casefold(), row_id)
         errors = self._create_missing(CONTACT, wanted, found)
-        ids: dict[int, list[str]] = {}
-        for i, w in enumerate(writes):
-            emails = [c.email.casefold() for c in w.contacts if c.email] if i not in failed else []
-            problems = [errors[e] for e in emails if e in errors]
-            if problems:
-                failed[i] = "; ".join(problems)
-            elif emails:
-                ids[i] = list(dict.fromkeys(found[e] for e in emails))
-        return ids
+        return contact_ids(writes, failed, found, errors)
 
     def _create_missing(
         self,
@@ -265,8 +243,8 @@ class SalesforceAdapter:
                 existing.add((_id15(row.get("OpportunityId")), _id15(row.get("ContactId"))))
         roles: dict[Hashable, tuple[str, dict[str, object]]] = {}
         owner: dict[Hashable, int] = {}
-        for i, (opportunity_id, contact_ids) in wanted.items():
-            for contact_id in contact_ids:
+        for i, (opportunity_id, attached) in wanted.items():
+            for contact_id in attached:
                 pair = (_id15(opportunity_id), _id15(contact_id))
                 if pair in existing or pair in roles:
                     continue
