@@ -240,9 +240,9 @@ class CrmAdapter(Protocol):
 #
 # What the engine remembers between cycles and across crashes, per connection: where each change
 # feed stopped (cursors), which referral is which opportunity (links, with the fingerprints that
-# stop echo loops), what could not be synced (dead letters) and what each cycle did (runs).
-# Implementations: ``connector.state.memory`` and ``connector.state.sql`` (SQLite, Postgres);
-# both pass tests/contract/test_state_store_contract.py.
+# stop echo loops), what could not be synced (dead letters) and what each cycle did (runs); and
+# which daemon may sync it (the leader lease). Implementations: ``connector.state.memory`` and
+# ``connector.state.sql`` (SQLite, Postgres); all pass tests/contract/test_state_store_contract.py.
 
 
 class Direction(StrEnum):
@@ -323,8 +323,8 @@ class RunRecord:
 
 
 class StateStore(Protocol):
-    """Cursors, links, dead letters and runs, per connection. Every method is atomic; a failure
-    to read or write raises :class:`~connector.errors.StateError`.
+    """Cursors, links, dead letters, runs and leases, per connection. Every method is atomic; a
+    failure to read or write raises :class:`~connector.errors.StateError`.
 
     Cursors and payloads must be JSON-able (no Decimal, NaN, sets or datetimes); tuples come
     back as lists. Unknown ids in ``resolve_dead_letter``/``finish_run`` raise StateError;
@@ -392,6 +392,44 @@ class StateStore(Protocol):
 
     def recent_runs(self, connection: str | None = None, limit: int = 20) -> list[RunRecord]:
         """Newest first."""
+        ...
+
+    # -- the leader lease: one holder per connection, so two daemons on one database never
+    # sync the same connection at once.
+    #
+    # "Now" is the lease clock: the database server's on Postgres (every replica reads the same
+    # clock, so skew between the replicas' own clocks cannot make two holders), the store's
+    # clock on SQLite (its replicas share one host, so one clock) and in memory. A lease is held
+    # while now < its expiry. The holder must stop before its lease may have lapsed by its own
+    # count: read a monotonic clock *before* calling acquire or renew; a True means the lease is
+    # held until at least that reading + ttl (the expiry is stamped later, on the lease clock).
+    # Renew well before that (every ttl/3, say); after a False, stop work on the connection.
+    # ``holder`` names one daemon process (host, pid and a random part); it must be non-empty
+    # and ``ttl`` positive, else ValueError.
+
+    def acquire_lease(self, connection: str, holder: str, ttl: timedelta) -> bool:
+        """Take the lease on ``connection`` for ``holder`` until ``ttl`` from now, if it is free,
+        expired, or ``holder``'s already (then it is extended, as ``renew_lease`` would). False,
+        changing nothing, while another holder's lease has not expired."""
+        ...
+
+    def renew_lease(self, connection: str, holder: str, ttl: timedelta) -> bool:
+        """Extend ``holder``'s unexpired lease to ``ttl`` from now. False, changing nothing, when
+        ``holder`` has no unexpired lease: it expired (even if nobody took it since), was
+        released, or another holder has it. The holder learns here that it lost the lease."""
+        ...
+
+    def release_lease(self, connection: str, holder: str) -> None:
+        """Give the lease up, expired or not, so another holder can take it at once; nothing when
+        ``holder`` does not have it (another holder's lease is never touched)."""
+        ...
+
+    def lease_holder(self, connection: str) -> str | None:
+        """Who holds the unexpired lease on ``connection``, or None."""
+        ...
+
+    def leases(self, prefix: str = "") -> dict[str, str]:
+        """Every unexpired lease whose name starts with ``prefix``: name → holder."""
         ...
 
     def close(self) -> None: ...

@@ -74,6 +74,15 @@ def check_limit(limit: int) -> None:
         raise ValueError(f"limit must not be negative, got {limit}")
 
 
+def lease_micros(holder: str, ttl: timedelta) -> int:
+    """A lease's time to live in microseconds; ValueError for a non-positive one or no holder."""
+    if not isinstance(holder, str) or not holder:
+        raise ValueError(f"a lease holder must be a non-empty string, got {holder!r}")
+    if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
+        raise ValueError(f"a lease's ttl must be a positive timedelta, got {ttl!r}")
+    return ttl // _MICROSECOND
+
+
 def referral_key(referral_id: str) -> str:
     """Referral ids are compared case-insensitively, as the CRM's external id is."""
     return referral_id.lower()

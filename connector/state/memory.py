@@ -4,7 +4,9 @@ It keeps exactly what the SQL store keeps and fails where it fails: JSON goes th
 encoder (so what cannot be stored in SQL cannot be stored here either, and a caller mutating a
 mapping afterwards changes nothing stored), datetimes are normalised to UTC, a ``crm_id`` belongs
 to one link per connection, and :meth:`record_page` is all or nothing (a snapshot is restored when
-any part of the page fails). One lock makes every method atomic across threads.
+any part of the page fails). One lock makes every method atomic across threads. Leases run on
+the store's clock; two daemons cannot share this store, so its lease only matters within one
+process (and to the contract suite).
 
 What it stores is never mutated in place, only replaced, so a snapshot is a shallow copy.
 """
@@ -15,7 +17,7 @@ import dataclasses
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from connector.clock import SystemClock
@@ -25,11 +27,13 @@ from connector.state._codec import (
     check_limit,
     copy_errors,
     copy_mapping,
+    lease_micros,
     referral_key,
     utc,
 )
 
 _Key = tuple[str, str]
+_Lease = tuple[str, datetime]  # holder, expires at (on the store's clock)
 
 
 @dataclasses.dataclass(slots=True)
@@ -38,6 +42,7 @@ class _Tables:
     links: dict[_Key, Link] = dataclasses.field(default_factory=dict)
     dead_letters: dict[int, DeadLetter] = dataclasses.field(default_factory=dict)
     runs: dict[int, RunRecord] = dataclasses.field(default_factory=dict)
+    leases: dict[str, _Lease] = dataclasses.field(default_factory=dict)
     last_dead_letter_id: int = 0
     last_run_id: int = 0
 
@@ -47,6 +52,7 @@ class _Tables:
             links=dict(self.links),
             dead_letters=dict(self.dead_letters),
             runs=dict(self.runs),
+            leases=dict(self.leases),
             last_dead_letter_id=self.last_dead_letter_id,
             last_run_id=self.last_run_id,
         )
@@ -293,6 +299,50 @@ class MemoryStateStore:
             dataclasses.replace(r, counts=copy_mapping(r.counts, "run counts"))
             for r in runs[:limit]
         ]
+
+    # -- leases --------------------------------------------------------------------------------
+
+    def acquire_lease(self, connection: str, holder: str, ttl: timedelta) -> bool:
+        lease_micros(holder, ttl)
+        with self._transaction() as t:
+            now = utc(self._clock.now(), "now")
+            current = t.leases.get(connection)
+            if current is not None and current[0] != holder and now < current[1]:
+                return False
+            t.leases[connection] = (holder, now + ttl)
+            return True
+
+    def renew_lease(self, connection: str, holder: str, ttl: timedelta) -> bool:
+        lease_micros(holder, ttl)
+        with self._transaction() as t:
+            now = utc(self._clock.now(), "now")
+            current = t.leases.get(connection)
+            if current is None or current[0] != holder or now >= current[1]:
+                return False
+            t.leases[connection] = (holder, now + ttl)
+            return True
+
+    def release_lease(self, connection: str, holder: str) -> None:
+        with self._transaction() as t:
+            current = t.leases.get(connection)
+            if current is not None and current[0] == holder:
+                del t.leases[connection]
+
+    def lease_holder(self, connection: str) -> str | None:
+        with self._open() as t:
+            current = t.leases.get(connection)
+            if current is None or utc(self._clock.now(), "now") >= current[1]:
+                return None
+            return current[0]
+
+    def leases(self, prefix: str = "") -> dict[str, str]:
+        with self._open() as t:
+            now = utc(self._clock.now(), "now")
+            return {
+                name: holder
+                for name, (holder, expires) in sorted(t.leases.items())
+                if name.startswith(prefix) and now < expires
+            }
 
     def close(self) -> None:
         with self._lock:

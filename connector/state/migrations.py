@@ -3,6 +3,8 @@
 The database records every version applied in ``schema_version`` (one row each, with when). At
 open, the store runs, in one write transaction, every migration newer than the highest recorded
 version; a database whose version is newer than this code knows is refused, never touched.
+On Postgres the store takes an advisory lock first, so replicas that start together migrate one
+after the other (``postgres.lock_for_migration``).
 
 To change the schema: append a function to ``MIGRATIONS`` (never edit a released one) and
 change ``schema.py`` to match. Once a table changes, the earlier migrations that build it must
@@ -30,7 +32,11 @@ def _v1_initial_tables(conn: sa.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial_tables,)
+def _v2_leases(conn: sa.Connection) -> None:
+    schema.metadata.create_all(conn, tables=[schema.leases], checkfirst=False)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial_tables, _v2_leases)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

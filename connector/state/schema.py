@@ -74,16 +74,19 @@ dead_letters = sa.Table(
     sa.Index(None, "connection", "first_seen"),
     sqlite_autoincrement=True,  # ids are shown to ops (dlq show 42): never reuse one
 )
-_open = sa.and_(dead_letters.c.resolved_at.is_(None), dead_letters.c.record_id.is_not(None))
-# at most one unresolved row per record; a record failing again updates that row
+# at most one unresolved row per record; a record failing again updates that row (the upsert in
+# sql.py names this predicate to find the index)
+open_dead_letter = sa.and_(
+    dead_letters.c.resolved_at.is_(None), dead_letters.c.record_id.is_not(None)
+)
 sa.Index(
     "uq_dead_letters_open_record",
     dead_letters.c.connection,
     dead_letters.c.direction,
     dead_letters.c.record_id,
     unique=True,
-    sqlite_where=_open,
-    postgresql_where=_open,
+    sqlite_where=open_dead_letter,
+    postgresql_where=open_dead_letter,
 )
 
 runs = sa.Table(
@@ -99,4 +102,14 @@ runs = sa.Table(
     sa.Column("errors", sa.Text, nullable=False),
     sa.Index(None, "connection", "started_at"),
     sqlite_autoincrement=True,
+)
+
+# the leader lease of each connection: who may sync it, until when (microseconds on the lease
+# clock: the server's on Postgres, the store's on SQLite; see StateStore.acquire_lease)
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("connection", sa.String, primary_key=True),
+    sa.Column("holder", sa.String, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
 )

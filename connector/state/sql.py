@@ -1,32 +1,43 @@
 """The state store in a SQL database, on SQLAlchemy Core: SQLite by default, Postgres for HA.
 
-Every method is one transaction. Whatever goes wrong underneath (a driver error, a constraint,
-a full disk, a file that is not a database) comes out as :class:`~connector.errors.StateError`
-naming the database, with the driver's message but never the statement's parameters (they may
-hold customer data). Upserts are an UPDATE, then an INSERT when nothing matched: plain SQL that
-every dialect speaks; on SQLite writes take the lock first (``BEGIN IMMEDIATE``), so the pair
-cannot race another writer.
+The same code runs on both (``sqlite.py`` and ``postgres.py`` set each one's engine up); any other
+database is refused at open. Every method is one transaction. Whatever goes wrong underneath (a
+driver error, a constraint, a full disk, a file that is not a database, a server gone away) comes
+out as :class:`~connector.errors.StateError` naming the database (a URL without its password),
+with the driver's message but never the statement's parameters (they may hold customer data;
+both engines are made with ``hide_parameters``, so not even SQLAlchemy's wrapper, left as the
+error's context, shows them).
+
+Concurrency: every write that another writer could race is one ``INSERT ... ON CONFLICT DO
+UPDATE`` (cursors, links, dead letters, leases) or one conditional ``UPDATE``, which both
+databases make atomic; counters are bumped in SQL (``attempts + 1``), never read and written
+back. On SQLite writes also take the lock first (``BEGIN IMMEDIATE``); on Postgres they run at
+READ COMMITTED, where those statements need nothing stronger. Leases are stamped by the lease
+clock: the server's on Postgres, the store's on SQLite (see ``StateStore.acquire_lease``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as postgresql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from connector.clock import SystemClock
 from connector.errors import StateError
 from connector.ports import Clock, DeadLetter, DeadLetterEntry, Direction, Link, RunRecord
-from connector.state import migrations, sqlite
+from connector.state import migrations, postgres, sqlite
 from connector.state import schema as db
 from connector.state._codec import (
     check_limit,
     copy_errors,
     dump_json,
     from_micros,
+    lease_micros,
     load_json,
     referral_key,
     to_micros,
@@ -55,12 +66,24 @@ def _describe(exc: BaseException) -> str:
     return f"{type(shown).__name__}: {shown}"
 
 
+# the databases the store runs on, and the INSERT of each that speaks ON CONFLICT
+_Insert = sqlite_dialect.Insert | postgresql_dialect.Insert
+_INSERTS: dict[str, Callable[[sa.Table], _Insert]] = {
+    "sqlite": sqlite_dialect.insert,
+    "postgresql": postgresql_dialect.insert,
+}
+
+
+def _insert(conn: sa.Connection, table: sa.Table) -> _Insert:
+    return _INSERTS[conn.dialect.name](table)
+
+
 class SqlStateStore:
     """A :class:`~connector.ports.StateStore` in the database behind ``engine``.
 
     Build it with :meth:`open` (or ``connector.state.open_state_store``), which prepares the
-    file, sets SQLite up and migrates the schema; the store owns the engine and disposes of it
-    in :meth:`close`.
+    file, sets SQLite or Postgres up and migrates the schema; the store owns the engine and
+    disposes of it in :meth:`close`.
     """
 
     def __init__(self, engine: sa.Engine, *, where: str, clock: Clock | None = None) -> None:
@@ -70,9 +93,18 @@ class SqlStateStore:
 
     @classmethod
     def open(
-        cls, url: str | sa.URL, *, create_dirs: bool = True, clock: Clock | None = None
+        cls,
+        url: str | sa.URL,
+        *,
+        create_dirs: bool = True,
+        clock: Clock | None = None,
+        password: str | None = None,
     ) -> SqlStateStore:
-        """Open (creating and migrating as needed) the database at ``url``."""
+        """Open (creating and migrating as needed) the database at ``url``.
+
+        ``password``, when given, replaces the URL's own (so it can come from a secret, not
+        from the configuration's text).
+        """
         try:
             parsed = sa.make_url(url)
         except (sa.exc.ArgumentError, ValueError) as exc:  # ValueError: a port that is no number
@@ -80,15 +112,24 @@ class SqlStateStore:
             # not {exc}: SQLAlchemy's message repeats the whole URL, password included
             detail = "a port must be a number" if isinstance(exc, ValueError) else "cannot parse it"
             raise StateError(f"state URL {shown!r} is not a database URL ({detail})") from None
+        if password is not None:
+            parsed = parsed.set(password=password)
         where = parsed.render_as_string(hide_password=True)
+        backend = parsed.get_backend_name()
+        if backend not in _INSERTS:
+            raise StateError(
+                f"state URL {where!r}: unknown database scheme {backend!r}; the state store runs "
+                "on SQLite (sqlite:///path/to/state.db) or PostgreSQL "
+                "(postgresql://user@host/database)"
+            )
         try:
-            if parsed.get_backend_name() == "sqlite":
+            if backend == "sqlite":
                 path = sqlite.database_path(parsed)
                 where = str(path)
                 sqlite.create_private_file(path, create_dirs=create_dirs)
                 engine = sqlite.sqlite_engine(parsed, path)
             else:
-                engine = sa.create_engine(parsed)
+                engine = postgres.postgres_engine(postgres.postgres_url(parsed))
         except sa.exc.NoSuchModuleError as exc:
             raise StateError(f"state URL {where!r}: unknown database scheme ({exc})") from exc
         except ImportError as exc:
@@ -108,6 +149,8 @@ class SqlStateStore:
     def _migrate(self) -> None:
         now = to_micros(self._clock.now(), "now")
         with self._write() as conn:
+            if conn.dialect.name == "postgresql":
+                postgres.lock_for_migration(conn)
             migrations.migrate(conn, now_micros=now, where=self.where)
 
     # -- transactions ----------------------------------------------------------------------
@@ -136,6 +179,12 @@ class SqlStateStore:
     def _now(self) -> int:
         return to_micros(self._clock.now(), "now")
 
+    def _lease_now(self, conn: sa.Connection) -> int:
+        """The lease clock: the server's on Postgres (one clock for every replica), else ours."""
+        if conn.dialect.name == "postgresql":
+            return postgres.now_micros(conn)
+        return self._now()
+
     # -- cursors ---------------------------------------------------------------------------
 
     def get_cursor(self, connection: str, stream: str) -> Mapping[str, Any] | None:
@@ -163,9 +212,12 @@ class SqlStateStore:
             "value": dump_json(dict(cursor), f"cursor {connection}/{stream}"),
             "updated_at": self._now(),
         }
-        key = (db.cursors.c.connection == connection, db.cursors.c.stream == stream)
-        if conn.execute(db.cursors.update().where(*key).values(values)).rowcount == 0:
-            conn.execute(db.cursors.insert().values(connection=connection, stream=stream, **values))
+        upsert = _insert(conn, db.cursors).values(connection=connection, stream=stream, **values)
+        conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=[db.cursors.c.connection, db.cursors.c.stream], set_=values
+            )
+        )
 
     # -- links -----------------------------------------------------------------------------
 
@@ -203,11 +255,14 @@ class SqlStateStore:
             "crm_open": None if link.crm_open is None else bool(link.crm_open),
             "updated_at": to_micros(link.updated_at or self._clock.now(), "link updated_at"),
         }
-        where = (db.links.c.connection == connection, db.links.c.referral_key == key)
-        if conn.execute(db.links.update().where(*where).values(values)).rowcount == 0:
-            conn.execute(
-                db.links.insert().values(connection=connection, referral_key=key, **values)
+        # a crm_id linked to another referral violates the other unique index: an error, as it
+        # should be (ON CONFLICT names only the key it resolves)
+        upsert = _insert(conn, db.links).values(connection=connection, referral_key=key, **values)
+        conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=[db.links.c.connection, db.links.c.referral_key], set_=values
             )
+        )
 
     def links_awaiting_crm_id(self, connection: str, limit: int = 100) -> list[Link]:
         check_limit(limit)
@@ -264,43 +319,33 @@ class SqlStateStore:
             _as_dict(entry.payload, "dead letter payload"),
             f"dead letter payload for {entry.record_id!r}",
         )
-        direction = Direction(entry.direction)
-        existing = None
-        if entry.record_id is not None:
-            query = sa.select(db.dead_letters).where(
-                *_open_record(connection, direction, entry.record_id)
-            )
-            existing = conn.execute(query).first()
-        if existing is not None:
-            conn.execute(
-                db.dead_letters.update()
-                .where(db.dead_letters.c.id == existing.id)
-                .values(
-                    reason=entry.reason,
-                    payload=payload,
-                    attempts=existing.attempts + 1,
-                    last_seen=max(existing.last_seen, seen),
-                )
-            )
-            dead_letter_id: int = existing.id
-        else:
-            inserted = conn.execute(
-                db.dead_letters.insert().values(
-                    connection=connection,
-                    direction=direction.value,
-                    record_id=entry.record_id,
-                    reason=entry.reason,
-                    payload=payload,
-                    attempts=1,
-                    first_seen=seen,
-                    last_seen=seen,
-                )
-            )
-            dead_letter_id = _inserted_id(inserted)
-        row = conn.execute(
-            sa.select(db.dead_letters).where(db.dead_letters.c.id == dead_letter_id)
-        ).one()
-        return _dead_letter(row)
+        table = db.dead_letters
+        upsert = _insert(conn, table).values(
+            connection=connection,
+            direction=Direction(entry.direction).value,
+            record_id=entry.record_id,
+            reason=entry.reason,
+            payload=payload,
+            attempts=1,
+            first_seen=seen,
+            last_seen=seen,
+        )
+        # the record's open row, if it has one (the partial unique index), takes the new reason
+        # and payload and one more attempt; a row without record_id never conflicts
+        new = upsert.excluded
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[table.c.connection, table.c.direction, table.c.record_id],
+            index_where=db.open_dead_letter,
+            set_={
+                "reason": new.reason,
+                "payload": new.payload,
+                "attempts": table.c.attempts + 1,
+                "last_seen": sa.case(
+                    (new.last_seen > table.c.last_seen, new.last_seen), else_=table.c.last_seen
+                ),
+            },
+        )
+        return _dead_letter(conn.execute(upsert.returning(*table.c)).one())
 
     def dead_letters(
         self, connection: str | None = None, *, include_resolved: bool = False
@@ -386,6 +431,68 @@ class SqlStateStore:
             query = query.where(db.runs.c.connection == connection)
         with self._read() as conn:
             return [_run(row) for row in conn.execute(query)]
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def acquire_lease(self, connection: str, holder: str, ttl: timedelta) -> bool:
+        ttl_micros = lease_micros(holder, ttl)
+        table = db.leases
+        with self._write() as conn:
+            now = self._lease_now(conn)
+            values = {"holder": holder, "expires_at": now + ttl_micros}
+            upsert = _insert(conn, table).values(connection=connection, **values)
+            upsert = upsert.on_conflict_do_update(
+                index_elements=[table.c.connection],
+                set_=values,
+                where=sa.or_(table.c.holder == holder, table.c.expires_at <= now),
+            )
+            # no row comes back when the lease stands and is another's: nothing was written
+            return conn.execute(upsert.returning(table.c.holder)).first() is not None
+
+    def renew_lease(self, connection: str, holder: str, ttl: timedelta) -> bool:
+        ttl_micros = lease_micros(holder, ttl)
+        table = db.leases
+        with self._write() as conn:
+            now = self._lease_now(conn)
+            renewed = conn.execute(
+                table.update()
+                .where(
+                    table.c.connection == connection,
+                    table.c.holder == holder,
+                    table.c.expires_at > now,
+                )
+                .values(expires_at=now + ttl_micros)
+            )
+            return renewed.rowcount == 1
+
+    def release_lease(self, connection: str, holder: str) -> None:
+        table = db.leases
+        with self._write() as conn:
+            conn.execute(
+                table.delete().where(table.c.connection == connection, table.c.holder == holder)
+            )
+
+    def lease_holder(self, connection: str) -> str | None:
+        table = db.leases
+        with self._read() as conn:
+            now = self._lease_now(conn)
+            holder: str | None = conn.scalar(
+                sa.select(table.c.holder).where(
+                    table.c.connection == connection, table.c.expires_at > now
+                )
+            )
+            return holder
+
+    def leases(self, prefix: str = "") -> dict[str, str]:
+        table = db.leases
+        with self._read() as conn:
+            now = self._lease_now(conn)
+            rows = conn.execute(
+                sa.select(table.c.connection, table.c.holder)
+                .where(table.c.expires_at > now)
+                .order_by(table.c.connection)
+            ).all()
+        return {name: holder for name, holder in rows if name.startswith(prefix)}
 
     def close(self) -> None:
         engine, self._engine = self._engine, None

@@ -98,7 +98,7 @@ def _set_up(dbapi_connection: Any, path: Path) -> None:  # noqa: ANN401 -- a DB-
 
 def sqlite_engine(url: sa.URL, path: Path) -> sa.Engine:
     """An engine on the (already created) file ``path``, set up as this module describes."""
-    engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
+    engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:  # noqa: ANN401 -- DB-API

@@ -1,9 +1,10 @@
 """The state store contract: what every ``StateStore`` does, written once.
 
 Each test runs against every implementation (the ``store`` fixture in this folder's conftest):
-the in-memory store and SQLite on a file, later Postgres. Where the SQL store fails for real
-(a value JSON cannot hold, a constraint), the memory store must fail the same way and, like
-the database, keep nothing of what failed.
+the in-memory store, SQLite on a file and Postgres on a real server (a schema per test). Where
+the SQL store fails for real (a value JSON cannot hold, a constraint), the memory store must
+fail the same way and, like the database, keep nothing of what failed. Leases are tested with
+two holders, one on ``store`` and one on ``replica``: two daemons on one database.
 """
 
 from __future__ import annotations
@@ -699,6 +700,190 @@ def test_a_value_json_cannot_hold_is_refused_and_nothing_is_stored(store: StateS
     assert store.dead_letters(include_resolved=True) == []
 
 
+# -- leases --------------------------------------------------------------------------------------
+#
+# Two holders are two daemons: one on ``store``, the other on ``replica`` (another store on the
+# same database). On Postgres leases run on the server's clock, so ``let_time_pass`` really waits:
+# SHORT is as short as a test can afford, LONG longer than any test runs.
+
+SHORT = timedelta(milliseconds=200)
+PAST_SHORT = 0.3  # seconds: SHORT and a margin
+LONG = timedelta(minutes=10)
+
+
+def test_a_free_lease_is_taken(store: StateStore):
+    assert store.lease_holder("acme") is None
+
+    assert store.acquire_lease("acme", "daemon-a", LONG) is True
+    assert store.lease_holder("acme") == "daemon-a"
+
+
+def test_the_unexpired_leases_are_listed_by_name_prefix(
+    store: StateStore, replica: StateStore, let_time_pass: Callable[[float], None]
+):
+    assert store.acquire_lease("replica:a", "daemon-a", LONG)
+    assert replica.acquire_lease("replica:b", "daemon-b", SHORT)
+    assert replica.acquire_lease("acme", "daemon-b", LONG)
+
+    assert store.leases("replica:") == {"replica:a": "daemon-a", "replica:b": "daemon-b"}
+    assert replica.leases() == {
+        "acme": "daemon-b",
+        "replica:a": "daemon-a",
+        "replica:b": "daemon-b",
+    }
+    let_time_pass(PAST_SHORT)
+    assert store.leases("replica:") == {"replica:a": "daemon-a"}
+
+
+def test_a_lease_another_holds_is_refused_and_stays_theirs(store: StateStore, replica: StateStore):
+    assert store.acquire_lease("acme", "daemon-a", LONG)
+
+    assert replica.acquire_lease("acme", "daemon-b", LONG) is False
+    assert replica.lease_holder("acme") == "daemon-a"
+    assert store.lease_holder("acme") == "daemon-a"
+
+
+def test_an_expired_lease_is_taken_by_another(
+    store: StateStore, replica: StateStore, let_time_pass: Callable[[float], None]
+):
+    assert store.acquire_lease("acme", "daemon-a", SHORT)
+    let_time_pass(PAST_SHORT)
+
+    assert store.lease_holder("acme") is None
+    assert replica.acquire_lease("acme", "daemon-b", LONG) is True
+    assert store.lease_holder("acme") == "daemon-b"
+
+
+def test_acquiring_again_extends_the_holders_own_lease(
+    store: StateStore, replica: StateStore, let_time_pass: Callable[[float], None]
+):
+    assert store.acquire_lease("acme", "daemon-a", SHORT)
+    assert store.acquire_lease("acme", "daemon-a", LONG) is True
+    let_time_pass(PAST_SHORT)
+
+    assert replica.acquire_lease("acme", "daemon-b", LONG) is False
+    assert store.lease_holder("acme") == "daemon-a"
+
+
+def test_renewing_extends_the_holders_lease(
+    store: StateStore, replica: StateStore, let_time_pass: Callable[[float], None]
+):
+    assert store.acquire_lease("acme", "daemon-a", SHORT)
+    assert store.renew_lease("acme", "daemon-a", LONG) is True
+    let_time_pass(PAST_SHORT)
+
+    assert replica.acquire_lease("acme", "daemon-b", LONG) is False
+    assert replica.lease_holder("acme") == "daemon-a"
+
+
+def test_only_the_holder_renews(store: StateStore, replica: StateStore):
+    assert replica.renew_lease("acme", "daemon-b", LONG) is False  # nobody holds it: not taken
+    assert store.lease_holder("acme") is None
+    assert store.acquire_lease("acme", "daemon-a", LONG)
+
+    assert replica.renew_lease("acme", "daemon-b", LONG) is False
+    assert replica.lease_holder("acme") == "daemon-a"
+
+
+def test_a_holder_that_lost_the_lease_learns_it_on_renew(
+    store: StateStore, replica: StateStore, let_time_pass: Callable[[float], None]
+):
+    assert store.acquire_lease("acme", "daemon-a", SHORT)
+    let_time_pass(PAST_SHORT)  # daemon-a stalled past its ttl ...
+    assert replica.acquire_lease("acme", "daemon-b", LONG)  # ... and daemon-b took over
+
+    assert store.renew_lease("acme", "daemon-a", LONG) is False
+    assert store.acquire_lease("acme", "daemon-a", LONG) is False
+    assert store.lease_holder("acme") == "daemon-b"
+
+
+def test_an_expired_lease_is_not_renewed_even_when_nobody_took_it(
+    store: StateStore, let_time_pass: Callable[[float], None]
+):
+    assert store.acquire_lease("acme", "daemon-a", SHORT)
+    let_time_pass(PAST_SHORT)
+
+    assert store.renew_lease("acme", "daemon-a", LONG) is False  # it may have been taken meanwhile
+    assert store.lease_holder("acme") is None
+    assert store.acquire_lease("acme", "daemon-a", LONG) is True  # taking it again is the way back
+
+
+def test_a_released_lease_is_free_at_once(store: StateStore, replica: StateStore):
+    assert store.acquire_lease("acme", "daemon-a", LONG)
+    store.release_lease("acme", "daemon-a")
+
+    assert replica.lease_holder("acme") is None
+    assert store.renew_lease("acme", "daemon-a", LONG) is False
+    assert replica.acquire_lease("acme", "daemon-b", LONG) is True
+
+
+def test_releasing_a_lease_one_does_not_hold_changes_nothing(
+    store: StateStore, replica: StateStore
+):
+    replica.release_lease("acme", "daemon-b")  # nobody holds it: no error
+    assert store.acquire_lease("acme", "daemon-a", LONG)
+
+    replica.release_lease("acme", "daemon-b")
+
+    assert replica.lease_holder("acme") == "daemon-a"
+    assert replica.acquire_lease("acme", "daemon-b", LONG) is False
+    assert store.renew_lease("acme", "daemon-a", LONG) is True
+
+
+def test_leases_are_kept_per_connection(store: StateStore, replica: StateStore):
+    assert store.acquire_lease("acme", "daemon-a", LONG)
+    assert replica.acquire_lease("globex", "daemon-b", LONG)
+
+    assert (store.lease_holder("acme"), store.lease_holder("globex")) == ("daemon-a", "daemon-b")
+    assert store.lease_holder("initech") is None
+    assert replica.renew_lease("acme", "daemon-b", LONG) is False
+    assert store.renew_lease("globex", "daemon-a", LONG) is False
+
+
+@pytest.mark.usefixtures("eager_thread_switching")
+def test_of_many_holders_racing_for_a_free_lease_exactly_one_wins(
+    store: StateStore, replica: StateStore
+):
+    start = threading.Barrier(8)
+    won: list[str] = []
+
+    def race(holder: str, on: StateStore) -> None:
+        start.wait()
+        if on.acquire_lease("acme", holder, LONG):
+            won.append(holder)
+
+    threads = [
+        threading.Thread(target=race, args=(f"daemon-{n}", store if n % 2 else replica))
+        for n in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(won) == 1
+    assert store.lease_holder("acme") == won[0]
+
+
+BAD_LEASES: dict[str, Callable[[StateStore], object]] = {
+    "acquire, zero ttl": lambda s: s.acquire_lease("acme", "daemon-a", timedelta(0)),
+    "acquire, negative ttl": lambda s: s.acquire_lease("acme", "daemon-a", -LONG),
+    "acquire, empty holder": lambda s: s.acquire_lease("acme", "", LONG),
+    "renew, zero ttl": lambda s: s.renew_lease("acme", "daemon-a", timedelta(0)),
+    "renew, empty holder": lambda s: s.renew_lease("acme", "", LONG),
+}
+
+
+@pytest.mark.parametrize("use", BAD_LEASES.values(), ids=BAD_LEASES.keys())
+def test_a_non_positive_ttl_or_an_empty_holder_is_refused(
+    store: StateStore, use: Callable[[StateStore], object]
+):
+    with pytest.raises(ValueError, match="lease"):
+        use(store)
+
+    assert store.lease_holder("acme") is None
+
+
 # -- closing -------------------------------------------------------------------------------------
 
 AFTER_CLOSE: dict[str, Callable[[StateStore], object]] = {
@@ -709,6 +894,10 @@ AFTER_CLOSE: dict[str, Callable[[StateStore], object]] = {
     "record_page": lambda s: s.record_page("acme", "r", links=[], dead_letters=[], cursor={}),
     "dead_letters": lambda s: s.dead_letters(),
     "start_run": lambda s: s.start_run("acme", IN, T0),
+    "acquire_lease": lambda s: s.acquire_lease("acme", "daemon-a", LONG),
+    "renew_lease": lambda s: s.renew_lease("acme", "daemon-a", LONG),
+    "release_lease": lambda s: s.release_lease("acme", "daemon-a"),
+    "lease_holder": lambda s: s.lease_holder("acme"),
 }
 
 
