@@ -12,7 +12,14 @@ from structlog.typing import FilteringBoundLogger
 from connector.mapping import MappingSpec
 from connector.ports import Clock, CrmAdapter, Direction, PartnerCenterSource, StateStore
 
-__all__ = ["Cycle", "OwnWrites"]
+__all__ = ["Cycle", "OwnWrites", "crm_max_batch"]
+
+
+def crm_max_batch(crm: object) -> int:
+    """How many writes the CRM adapter takes in one upsert at best (its ``max_batch``: the
+    inbound cycle gathers pages up to it); 0 if it names none: one page, one upsert."""
+    value = getattr(crm, "max_batch", 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 class OwnWrites:

@@ -1,9 +1,14 @@
 """The inbound cycle: Partner Center → CRM, page by page (DESIGN.md "Data flow").
 
-For each page of changed referrals: skip what the Partner-Center-owned fingerprint says is
-unchanged, map the rest, upsert them in one batch, then record links, fingerprints and dead
-letters together with the page's cursor (one transaction: the cursor never runs ahead of what
-was written). Last, the CRM id is written back to every referral that lacks it.
+Pages of changed referrals are gathered into batches of the CRM's batch size (its
+``max_batch``: 200 for Salesforce's collections, 1000 for a Dataverse ``$batch``; one page a
+batch for an adapter that names none). For each batch: skip what the Partner-Center-owned
+fingerprint says is unchanged, map the rest, upsert them in one batch, then record links,
+fingerprints and dead letters together with the batch's cursor (one transaction: the cursor
+never runs ahead of what was written). Then the CRM id is written back to the batch's referrals
+that lack it (several PATCHes at once: :mod:`connector.engine.writeback`), and those links are
+recorded in one more transaction. Nothing is kept from one batch to the next, so memory does
+not grow with the backfill. Last, any older link still waiting for its write-back is retried.
 
 A transient or rate-limit error ends the cycle where it is: nothing of the unfinished page is
 recorded, so the next cycle reads it again, and the upsert by referral id makes that harmless.
@@ -11,12 +16,19 @@ recorded, so the next cycle reads it again, and the upsert by referral id makes 
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from connector.engine.cycle import Cycle
+from connector.engine.cycle import Cycle, crm_max_batch
 from connector.engine.report import PlannedChange, RunReport, referral_payload
-from connector.errors import MappingError, PermanentError, TransientError
+from connector.engine.writeback import (
+    PendingWriteBacks,
+    WriteBackResult,
+    source_write_concurrency,
+    write_back,
+)
+from connector.errors import MappingError
 from connector.mapping import (
     MappedWrite,
     StageValue,
@@ -26,7 +38,7 @@ from connector.mapping import (
     seeded_partner_values,
 )
 from connector.mapping.values import wire_value
-from connector.model import PartnerUpdate, Referral
+from connector.model import Referral, Substatus
 from connector.ports import (
     ChangeCursor,
     ChangePage,
@@ -38,6 +50,8 @@ from connector.ports import (
 __all__ = ["PC_STREAM", "InboundCycle"]
 
 PC_STREAM = "partner_center"
+WAITING_LIMIT = 500
+"""Older links waiting for their write-back that one cycle retries, at most."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,29 +69,78 @@ class InboundCycle(Cycle):
         """One cycle, filling ``report`` as it goes: a cycle cut short says what it did."""
         raw = self._store.get_cursor(self.connection, PC_STREAM)
         cursor = ChangeCursor() if raw is None else ChangeCursor.from_json(raw)
-        written: list[Referral] = []
+        batches = _Batcher(crm_max_batch(self._crm))
+        pending = PendingWriteBacks()
+        attempted: set[str] = set()
+        last: ChangePage | None = None
         for page in self._source.changes_since(cursor):
-            written.extend(self._page(page, report))
+            for batch in batches.add(page):
+                attempted |= self._batch(batch, pending, report)
+                last = batch
             if self.stopping.is_set():
                 report.count("stopped_early")
                 break
-        if not report.plan:
-            self._write_back(written, report)
+        for batch in batches.drain():
+            attempted |= self._batch(batch, pending, report)
+            last = batch
+        if not report.plan and last is not None:
+            attempted |= self._write_back(pending.drain(), last, pending, report)
+        if not report.plan and not pending.postponed:
+            self._write_back_waiting(attempted, report)
         return report
 
-    # -- one page -----------------------------------------------------------------------
+    # -- one batch ----------------------------------------------------------------------
 
     def replay(self, referral_ids: list[str], report: RunReport) -> RunReport:
         """Sync these referrals now, read afresh from Partner Center, whatever the feed says
         (``dlq replay``); the feed's cursor is left where it is."""
         referrals = tuple(self._source.get(rid) for rid in referral_ids)
         cursor = self._store.get_cursor(self.connection, PC_STREAM) or ChangeCursor().to_json()
-        written = self._page(ChangePage(referrals, (), ChangeCursor.from_json(cursor)), report)
+        page = ChangePage(referrals, (), ChangeCursor.from_json(cursor))
+        pending = PendingWriteBacks()
+        attempted = self._batch(page, pending, report)
         if not report.plan:
-            self._write_back(written, report)
+            attempted |= self._write_back(pending.drain(), page, pending, report)
+            if not pending.postponed:
+                self._write_back_waiting(attempted, report)
         return report
 
-    def _page(self, page: ChangePage, report: RunReport) -> list[Referral]:
+    def _batch(self, page: ChangePage, pending: PendingWriteBacks, report: RunReport) -> set[str]:
+        """Upsert and record one batch, then write back the CRM ids the feed has moved past
+        (``pending`` holds the rest); the referral ids (case-folded) whose write-back was
+        tried and did not succeed."""
+        waiting = self._page(page, report)
+        if report.plan:
+            return set()
+        return self._write_back(pending.add(waiting, page.referrals), page, pending, report)
+
+    def _write_back(
+        self,
+        items: list[tuple[Link, Referral | None]],
+        page: ChangePage,
+        pending: PendingWriteBacks,
+        report: RunReport,
+    ) -> set[str]:
+        """Send these write-backs, several at once, and record their links in one go; after a
+        transient fault, none (their links say so: the next cycle sends them)."""
+        if not items or pending.postponed:
+            return set()
+        result = self._send_write_backs(items, report)
+        pending.postponed = result.postponed
+        if result.links:
+            self._store.record_page(
+                self.connection,
+                PC_STREAM,
+                links=result.links,
+                dead_letters=(),
+                cursor=page.cursor.to_json(),
+            )
+        done = {link.referral_id.casefold() for link in result.links}
+        return {link.referral_id.casefold() for link, _ in items} - done
+
+    def _page(self, page: ChangePage, report: RunReport) -> list[tuple[Link, Referral]]:
+        """Upsert one batch and record it; the links (with their referral) that still need
+        the CRM id written back."""
         now = self._clock.now()
         report.count("received", len(page.referrals) + len(page.rejected))
         dead = [
@@ -108,7 +171,7 @@ class InboundCycle(Cycle):
         if report.plan:
             self._plan(pending, report)
             return []
-        written, resolved = self._upsert(pending, links, dead, report, now)
+        waiting, resolved = self._upsert(pending, links, dead, report, now)
         for entry in dead:
             self._log.warning(
                 "record_dead_lettered", record_id=entry.record_id, reason=entry.reason
@@ -122,7 +185,7 @@ class InboundCycle(Cycle):
             resolved=resolved,
             cursor=page.cursor.to_json(),
         )
-        return written
+        return waiting
 
     def _prepare(self, referral: Referral, link: Link | None) -> _Pending | None:
         fingerprint = inbound_fingerprint(referral, self._spec)
@@ -139,7 +202,8 @@ class InboundCycle(Cycle):
 
     def _closing_stage(self, referral: Referral, link: Link) -> StageValue | None:
         """Partner Center closed the referral: close an open opportunity, else log a conflict."""
-        if link.crm_open is False:
+        if link.crm_open is False or referral.lifecycle.substatus is Substatus.WON:
+            # Won only ever comes from the partner (the CRM): never answer it with Closed Lost.
             self._log.info(
                 "conflict_resolved",
                 referral_id=referral.id,
@@ -158,11 +222,11 @@ class InboundCycle(Cycle):
         dead: list[DeadLetterEntry],
         report: RunReport,
         now: datetime,
-    ) -> tuple[list[Referral], list[tuple[Direction, str]]]:
+    ) -> tuple[list[tuple[Link, Referral]], list[tuple[Direction, str]]]:
         if not pending:
             return [], []
         outcomes = self._crm.upsert([p.mapped.write for p in pending])
-        written: list[Referral] = []
+        waiting: list[tuple[Link, Referral]] = []
         resolved: list[tuple[Direction, str]] = []
         for item, outcome in zip(pending, outcomes, strict=True):
             referral = item.referral
@@ -176,10 +240,12 @@ class InboundCycle(Cycle):
                 crm_id=outcome.crm_id,
                 action=outcome.action,
             )
-            links.append(self._link(item, outcome.crm_id))
+            link = self._link(item, outcome.crm_id)
+            links.append(link)
             resolved.append((Direction.INBOUND, referral.id))
-            written.append(referral)
-        return written, resolved
+            if not link.crm_id_written:
+                waiting.append((link, referral))
+        return waiting, resolved
 
     def _link(self, item: _Pending, crm_id: str) -> Link:
         referral, link, fields = item.referral, item.link, item.mapped.write.fields
@@ -230,38 +296,69 @@ class InboundCycle(Cycle):
 
     # -- the CRM id back to Partner Center ---------------------------------------------
 
-    def _write_back(self, written: list[Referral], report: RunReport) -> None:
-        in_hand = {r.id.casefold(): r for r in written}
-        for link in self._store.links_awaiting_crm_id(self.connection, limit=500):
-            if link.crm_id is None:
-                continue
-            try:
-                current = in_hand.get(link.referral_id.casefold()) or self._source.get(
-                    link.referral_id
-                )
-                if current.external_reference_id != link.crm_id:
-                    update = PartnerUpdate(
-                        referral_id=current.id, external_reference_id=link.crm_id
-                    )
-                    current = self._source.update(update, current)
-                    self.own_writes.record(current.id, current.updated_at)
-                    report.count("crm_id_written_back")
-                    self._log.info(
-                        "crm_id_written_back", referral_id=current.id, crm_id=link.crm_id
-                    )
-            except TransientError as exc:
-                report.errors.append(f"write-back of {link.referral_id} postponed: {exc}")
-                self._log.warning(
-                    "crm_id_write_back_postponed", referral_id=link.referral_id, error=str(exc)
-                )
-                return
-            except PermanentError as exc:
-                self._log.warning(
-                    "crm_id_write_back_refused", referral_id=link.referral_id, error=str(exc)
-                )
-                report.errors.append(f"write-back of {link.referral_id} refused: {exc}")
-                continue
-            self._store.put_link(
-                self.connection,
-                replace(link, crm_id_written=True, etag=current.etag, updated_at=self._clock.now()),
-            )
+    def _write_back_waiting(self, attempted: set[str], report: RunReport) -> None:
+        """Links still waiting for their CRM id from an earlier cycle (a write-back postponed
+        or refused then), oldest first; not those this cycle tried already."""
+        waiting = [
+            (link, None)
+            for link in self._store.links_awaiting_crm_id(self.connection, limit=WAITING_LIMIT)
+            if link.crm_id is not None and link.referral_id.casefold() not in attempted
+        ]
+        if not waiting:
+            return
+        result = self._send_write_backs(waiting, report)
+        for link in result.links:
+            self._store.put_link(self.connection, link)
+
+    def _send_write_backs(
+        self, items: Sequence[tuple[Link, Referral | None]], report: RunReport
+    ) -> WriteBackResult:
+        """Write these CRM ids back, several at once; counted and their errors reported."""
+        result = write_back(
+            items,
+            source=self._source,
+            own_writes=self.own_writes,
+            log=self._log,
+            now=self._clock.now,
+            concurrency=source_write_concurrency(self._source),
+        )
+        report.count("crm_id_written_back", result.written)
+        report.errors.extend(result.errors or ())
+        return result
+
+
+class _Batcher:
+    """Pages gathered into batches of up to ``size`` referrals (0: each page is a batch).
+
+    A batch is one page: its referrals (a referral met twice keeps its later version only),
+    its rejects, and the cursor of its last page, which covers every page before it.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._pages: list[ChangePage] = []
+        self._count = 0
+
+    def add(self, page: ChangePage) -> Iterator[ChangePage]:
+        if self._pages and self._count + len(page.referrals) > self._size:
+            yield from self.drain()
+        self._pages.append(page)
+        self._count += len(page.referrals)
+        if self._count >= self._size:
+            yield from self.drain()
+
+    def drain(self) -> Iterator[ChangePage]:
+        if not self._pages:
+            return
+        pages, self._pages, self._count = self._pages, [], 0
+        if len(pages) == 1:
+            yield pages[0]
+            return
+        latest: dict[str, Referral] = {}
+        for page in pages:
+            for referral in page.referrals:
+                key = referral.id.casefold()
+                latest.pop(key, None)  # a later version goes to the end, in feed order
+                latest[key] = referral
+        rejected = tuple(r for page in pages for r in page.rejected)
+        yield ChangePage(tuple(latest.values()), rejected, pages[-1].cursor)

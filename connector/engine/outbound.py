@@ -123,7 +123,14 @@ class OutboundCycle(Cycle):
                 action=str(update.action),
                 lifecycle=str(current.lifecycle),
             )
-        return self._link(link, view, current, crm_open, now)
+        recorded = self._link(link, view, current, crm_open, now)
+        if decision.updates:
+            # Partner Center has our write now: record at once what the CRM said (closed or open,
+            # its fingerprint), not only at the end of the page. If a later record of this page
+            # fails the cycle, the inbound half that runs next must not take our own Closed/Won
+            # for Microsoft closing the referral and "close" an opportunity already won.
+            self._store.put_link(self.connection, recorded)
+        return recorded
 
     def _link(
         self, link: Link | None, view: CrmView, current: Referral, crm_open: bool, now: datetime

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -41,9 +42,13 @@ class RunReport:
     planned: list[PlannedChange] = field(default_factory=list)
     finished_at: datetime | None = None
     failed: bool = False
+    on_progress: Callable[[RunReport], None] | None = field(default=None, repr=False, compare=False)
+    """Told after every count (a progress bar, periodic log lines); it must be cheap."""
 
     def count(self, fact: str, n: int = 1) -> None:
         self.counts[fact] += n
+        if self.on_progress is not None:
+            self.on_progress(self)
 
     @property
     def outcome(self) -> str:

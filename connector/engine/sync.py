@@ -9,6 +9,7 @@ halts rather than lose track.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -49,6 +50,8 @@ class ConnectionSync:
         base = logger or structlog.get_logger("connector.engine")
         self._log = base.bind(connection=connection)
         self.own_writes = OwnWrites()
+        self.on_progress: Callable[[RunReport], None] | None = None
+        """Handed to each cycle's report: told as records are counted (see RunReport)."""
         self.inbound = InboundCycle(
             connection, source=source, crm=crm, store=store, spec=spec, clock=clock,
             own_writes=self.own_writes, logger=base,
@@ -82,7 +85,11 @@ class ConnectionSync:
     def _run(self, cycle: InboundCycle | OutboundCycle, *, plan: bool) -> RunReport:
         started = self._clock.now()
         report = RunReport(
-            connection=self.connection, direction=cycle.direction, started_at=started, plan=plan
+            connection=self.connection,
+            direction=cycle.direction,
+            started_at=started,
+            plan=plan,
+            on_progress=self.on_progress,
         )
         run_id = None if plan else self._store.start_run(self.connection, cycle.direction, started)
         try:

@@ -36,12 +36,31 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from connector.errors import AuthError, ConfigError, ConfigProblem, TransientError
+from connector.http.session import is_certificate_failure
 
 AuthMode = Literal["device_code", "password", "refresh_token"]
 
 DEFAULT_SCOPES: tuple[str, ...] = ("https://api.partner.microsoft.com/.default",)
 LOGIN_HINT = "run `referral-sync login partner-center`"
 _SOURCE = "partner_center.auth"
+
+
+class _NoBare5xxThrottle(dict[Any, Any]):
+    """msal's HTTP cache without its replay of a bare 5xx (no ``Retry-After``).
+
+    msal remembers a failed token request and answers later identical ones from memory for
+    ``Retry-After`` seconds, or, without one, for 60 s in a public client: one Entra 500 would
+    stop Partner Center for a minute while the access token in hand is refused (expired or
+    revoked). Our retry layer backs off from a 5xx itself (jittered, capped), so such replies
+    are not kept; a 429 or 503 *with* ``Retry-After`` still is, as Entra asked.
+    """
+
+    def __setitem__(self, key: Any, value: Any) -> None:  # noqa: ANN401 - msal's values
+        status = getattr(value, "status_code", None)
+        headers = {str(k).lower() for k in (getattr(value, "headers", None) or {})}
+        if isinstance(status, int) and status >= 500 and "retry-after" not in headers:
+            return
+        super().__setitem__(key, value)
 
 
 def _print_to_stderr(message: str) -> None:
@@ -189,6 +208,8 @@ class PartnerCenterAuth:
         try:
             yield
         except requests.exceptions.SSLError as exc:
+            if not is_certificate_failure(exc):  # a connection cut during TLS: transient
+                raise TransientError(f"Entra unreachable: {type(exc).__name__}") from exc
             raise AuthError(
                 f"TLS failure talking to {self._authority}: {type(exc).__name__}"
             ) from exc
@@ -205,6 +226,7 @@ class PartnerCenterAuth:
             "authority": self._authority,
             "token_cache": self._cache,
             "http_client": self._session,
+            "http_cache": _NoBare5xxThrottle(),
             # Instance discovery asks login.microsoftonline.com to vouch for the authority; our
             # authority comes from our own config, and the sandbox's host is not Microsoft's.
             "instance_discovery": None

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import requests
 from structlog.typing import FilteringBoundLogger
 
-from connector.http.retry import RetryPolicy
+from connector.http.retry import RetryObserver, RetryPolicy
 from connector.http.session import build_session
 from connector.partner_center.adapter import PartnerCenterSource
 from connector.partner_center.auth import PartnerCenterAuth
@@ -32,6 +32,7 @@ def build_partner_center(
     prompt: Callable[[str], None] | None = None,
     now: Callable[[], datetime] | None = None,
     on_response: Callable[[requests.Response], None] | None = None,
+    on_retry: RetryObserver | None = None,
     logger: FilteringBoundLogger | None = None,
 ) -> PartnerCenter:
     timeout = (settings.connect_timeout, settings.read_timeout)
@@ -58,14 +59,15 @@ def build_partner_center(
         settings.base_url,
         auth,
         session=session,
-        retry=RetryPolicy.from_settings(settings.retry),
+        retry=RetryPolicy.from_settings(settings.retry, observer=on_retry),
         timeout=timeout,
         logger=logger,
     )
     source = PartnerCenterSource(
         client,
         overlap=timedelta(seconds=settings.poll_overlap_seconds),
-        **({} if now is None else {"now": now}),
+        now=now or (lambda: datetime.now(UTC)),
+        write_concurrency=settings.write_concurrency,
         logger=logger,
     )
     return PartnerCenter(auth=auth, client=client, source=source)

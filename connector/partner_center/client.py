@@ -7,14 +7,20 @@ error tree of :mod:`connector.errors`; only ``TransientError`` is retried (see
 :mod:`connector.http.retry`). A 401 refreshes the token once and repeats the request once.
 
 Vendor JSON stays ``dict[str, Any]`` here; ``wire.py``/``convert.py`` give it a shape.
+
+One client may be used by several threads at once (the engine's concurrent write-backs). A
+429 then pauses all of them: the thread that met it waits its ``Retry-After`` in the retry
+layer, and every other thread waits out the same time before its next request.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import math
 import random
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -38,7 +44,7 @@ from connector.errors import (
     TransientError,
 )
 from connector.http.retry import RetryPolicy, call_with_retry, parse_retry_after
-from connector.http.session import DEFAULT_TIMEOUT
+from connector.http.session import DEFAULT_TIMEOUT, is_certificate_failure
 
 SERVICE = "partner_center"
 _MAX_MESSAGE = 1024  # the documented bound of error.message
@@ -97,9 +103,8 @@ STATUS_ACTIONS: Mapping[int, Action] = {
 """Status → action. Any status not listed is :attr:`Action.FAIL`."""
 
 EXCEPTION_ACTIONS: tuple[tuple[type[BaseException], Action], ...] = (
-    # First match wins. SSLError is a ConnectionError, but a certificate we do not trust will
-    # not start trusting us on the next attempt.
-    (requests.exceptions.SSLError, Action.FAIL),
+    # First match wins. An SSLError is a ConnectionError: a connection cut during TLS (EOF,
+    # reset) is retried; a certificate failure is not (see classify_exception).
     (requests.exceptions.ConnectionError, Action.RETRY),
     (requests.exceptions.Timeout, Action.RETRY),
     (requests.exceptions.ChunkedEncodingError, Action.RETRY),
@@ -118,6 +123,8 @@ def classify_status(status: int) -> Action:
 
 def classify_exception(exc: BaseException) -> Action:
     """The table lookup for a transport exception."""
+    if isinstance(exc, requests.exceptions.SSLError) and is_certificate_failure(exc):
+        return Action.FAIL
     for kind, action in EXCEPTION_ACTIONS:
         if isinstance(exc, kind):
             return action
@@ -188,6 +195,21 @@ def _retry_after(response: requests.Response, message: str | None) -> float | No
     return seconds
 
 
+_MAX_INT_DIGITS = 4300  # Python's default limit for int(str)
+
+
+def _loads(content: bytes) -> Any:  # noqa: ANN401 - vendor JSON
+    """JSON where one odd value costs only its referral, not the page: ``NaN``/``Infinity``
+    and numbers no float or int can hold stay text (the converter refuses them, naming the
+    field), so every item can still be dead-lettered as JSON."""
+    return json.loads(
+        content,
+        parse_constant=str,
+        parse_int=lambda text: text if len(text.lstrip("-")) > _MAX_INT_DIGITS else int(text),
+        parse_float=lambda text: value if math.isfinite(value := float(text)) else text,
+    )
+
+
 class PartnerCenterClient:
     """The Referrals API over one session, one token source and one retry policy."""
 
@@ -219,6 +241,9 @@ class PartnerCenterClient:
         self._clock = clock
         self._rng = rng
         self._log: FilteringBoundLogger = logger or structlog.get_logger(__name__)
+        self._pause = threading.Lock()
+        self._resume_at = 0.0  # on ``clock``: no request before, after a 429
+        self._paused_by: int | None = None  # the thread that met the 429 (it waits in retry)
 
     # -- operations ---------------------------------------------------------------------------
 
@@ -326,11 +351,12 @@ class PartnerCenterClient:
 
         def attempt() -> requests.Response:
             nonlocal refreshed
+            self._wait_out_pause()
             response = self._send_once(method, url, self._auth.token(), params, json_body, headers)
             if response.status_code == 401 and not refreshed:
-                refreshed = True
                 self._log.info("token_refresh_after_401", service=SERVICE)
-                token = self._auth.refresh()
+                token = self._auth.refresh()  # a transient failure here: the next attempt refreshes
+                refreshed = True
                 response = self._send_once(method, url, token, params, json_body, headers)
             error = error_for_response(response)
             if error is not None:
@@ -398,14 +424,28 @@ class PartnerCenterClient:
 
     def _json(self, response: requests.Response) -> Any:  # noqa: ANN401 - vendor JSON, shaped by wire.py
         try:
-            return response.json()
-        except ValueError as exc:
+            return _loads(response.content)
+        except (ValueError, RecursionError) as exc:
             raise PermanentError(
                 f"Partner Center answered {response.status_code} with a body that is not JSON",
                 status=response.status_code,
             ) from exc
 
+    def _wait_out_pause(self) -> None:
+        """Wait until a 429 another thread met has passed (see the module docstring)."""
+        with self._pause:
+            if self._paused_by == threading.get_ident():
+                return
+            wait = self._resume_at - self._clock()
+        if wait > 0:
+            self._sleep(wait)
+
     def _log_retry(self, attempt: int, wait_s: float, error: TransientError) -> None:
+        if isinstance(error, RateLimited) or error.retry_after is not None:  # 503 too
+            with self._pause:
+                resume = self._clock() + wait_s
+                if resume > self._resume_at:
+                    self._resume_at, self._paused_by = resume, threading.get_ident()
         self._log.warning(
             "request_retry",
             service=SERVICE,

@@ -153,17 +153,19 @@ class FakeOrg:
 
     @staticmethod
     def _account_matches(soql: str, row: dict[str, Any]) -> bool:
-        for name, postal in re.findall(
-            r"\(Name = '((?:[^'\\]|\\.)*)' AND BillingPostalCode = ('(?:[^'\\]|\\.)*'|null)\)", soql
-        ):
-            value = re.sub(r"\\(.)", r"\1", name)
-            wanted_postal = None if postal == "null" else re.sub(r"\\(.)", r"\1", postal[1:-1])
-            if (
-                row["Name"].casefold() == value.casefold()
-                and row.get("BillingPostalCode") == wanted_postal
-            ):
-                return True
-        return False
+        """``Name IN (…) AND BillingPostalCode IN (…)`` or ``… AND BillingPostalCode = null``."""
+        literal = r"'((?:[^'\\]|\\.)*)'"
+
+        def values(clause: str) -> set[str]:
+            return {re.sub(r"\\(.)", r"\1", v) for v in re.findall(literal, clause)}
+
+        names_part, _, postal_part = soql.partition(" AND BillingPostalCode ")
+        names = {n.casefold() for n in values(names_part.split("Name IN ", 1)[1])}
+        if row["Name"].casefold() not in names:
+            return False
+        if postal_part.startswith("= null"):
+            return row.get("BillingPostalCode") is None
+        return row.get("BillingPostalCode") in values(postal_part.split(" ORDER BY")[0])
 
 
 @pytest.fixture
@@ -295,9 +297,26 @@ def test_an_existing_account_is_found_by_name_and_postal_code_with_escaped_soql(
         [OpportunityWrite(key="R-1", fields={"Name": "x"}, account=account)]
     )
     assert outcomes[0].action == "created"
-    assert "(Name = 'O\\'Brien \\\\ Sons' AND BillingPostalCode = '98052')" in org.queries[0]
+    assert "Name IN ('O\\'Brien \\\\ Sons') AND BillingPostalCode IN ('98052')" in org.queries[0]
     assert upsert_calls(mocked)[0][0]["AccountId"] == account_id
     assert len(org.records["Account"]) == 1
+
+
+def test_one_query_finds_a_batch_of_accounts_and_a_crossed_pair_is_not_taken(org, mocked, clock):
+    crossed = org.add("Account", Name="Alpha", BillingPostalCode="2")  # Alpha, but Beta's code
+    beta = org.add("Account", Name="Beta", BillingPostalCode="2")
+    writes = [
+        OpportunityWrite(
+            key="R-1", fields={"Name": "x"}, account=AccountRef(name="Alpha", postal_code="1")
+        ),
+        OpportunityWrite(
+            key="R-2", fields={"Name": "y"}, account=AccountRef(name="Beta", postal_code="2")
+        ),
+    ]
+    make_adapter(clock).upsert(writes)
+    assert len([q for q in org.queries if "FROM Account" in q]) == 1
+    [alpha_id] = [i for i, r in org.records["Account"].items() if i not in (crossed, beta)]
+    assert [r["AccountId"] for r in upsert_calls(mocked)[0]] == [alpha_id, beta]
 
 
 def test_a_missing_account_is_created_once_for_every_write_that_names_it(org, mocked, clock):

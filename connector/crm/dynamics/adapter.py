@@ -8,12 +8,14 @@
    A choice column takes its option's label (the value also works); the currency column takes
    the ISO code and is bound as ``transactioncurrencyid@odata.bind`` (the currencies are read
    once per adapter).
-2. Accounts: every distinct (name, postal code) is looked up (``$filter`` of OData string
-   literals, a quote doubled), oldest first; the missing ones are created in one ``$batch``.
-3. Contacts: found by e-mail (``emailaddress1``), else created with their company
-   (``parentcustomerid_account``) in one ``$batch``. A contact without an e-mail could never be
-   found again, so it is skipped and logged. The opportunity's ``parentcontactid`` is its first
-   contact.
+2. Accounts and contacts are looked up together, in one ``$batch`` of ``GET`` parts (each
+   ``$filter`` of up to :data:`LOOKUP_CHUNK` OData string literals, a quote doubled; a part's
+   further pages are followed by plain GET requests): every distinct account by (name,
+   postal code), oldest first, every contact by e-mail (``emailaddress1``).
+3. The missing accounts are created in one ``$batch``; then the missing contacts, with their
+   company (``parentcustomerid_account``), in another. A contact without an e-mail could never
+   be found again, so it is skipped and logged. The opportunity's ``parentcontactid`` is its
+   first contact.
 4. Opportunities: one ``$batch`` per 1000 writes, ``Prefer: odata.continue-on-error``, one
    ``PATCH opportunities(<key>='…')`` each (upsert by alternate key) with
    ``Prefer: return=representation``: 201 is ``created``, 200 ``updated``, a refused part
@@ -49,7 +51,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import structlog
 from structlog.typing import FilteringBoundLogger
@@ -121,6 +123,9 @@ class _Row:
 class DynamicsAdapter:
     """A Dataverse environment as the engine sees it (``ports.CrmAdapter``)."""
 
+    max_batch = MAX_PARTS
+    """Writes one :meth:`upsert` sends in one ``$batch`` (the engine batches to it)."""
+
     def __init__(
         self,
         client: DynamicsClient,
@@ -156,8 +161,19 @@ class DynamicsAdapter:
                 rows[i] = self._row(write)
             except _Refused as exc:
                 failed[i] = str(exc)
-        accounts = self._accounts(writes, failed)
-        contacts = self._contacts(writes, accounts, failed)
+        wanted = wanted_accounts(writes, failed, _account_key)
+        emails = sorted(
+            {
+                c.email.casefold()
+                for i, w in enumerate(writes)
+                if i not in failed
+                for c in w.contacts
+                if c.email
+            }
+        )
+        found_accounts, found_contacts = self._lookup(list(wanted.values()), emails)
+        accounts = self._accounts(writes, failed, wanted, found_accounts)
+        contacts = self._contacts(writes, accounts, failed, found_contacts)
         outcomes = {
             i: WriteOutcome(key=writes[i].key, action="failed", reason=reason)
             for i, reason in failed.items()
@@ -237,7 +253,7 @@ class DynamicsAdapter:
                         closing.append((i, write, row, crm_id))
                     else:
                         self._already_closed(write.key, crm_id, answer.body, row.close)
-                self._log.info(
+                self._log.debug(  # the engine logs it at info, once
                     "opportunity_upserted", referral_id=write.key, crm_id=crm_id, action=action
                 )
             elif _maybe_closed(answer, row):
@@ -358,13 +374,11 @@ class DynamicsAdapter:
 
     # -- accounts and contacts ----------------------------------------------------------------
 
-    def _accounts(
-        self, writes: Sequence[OpportunityWrite], failed: dict[int, str]
-    ) -> dict[int, str]:
-        """Index of write → accountid, finding or creating each distinct account once."""
-        wanted = wanted_accounts(writes, failed, _account_key)
-        found: dict[Hashable, str] = {}
-        refs = list(wanted.values())
+    def _lookup(
+        self, refs: list[AccountRef], emails: list[str]
+    ) -> tuple[dict[Hashable, str], dict[Hashable, str]]:
+        """Every account of ``refs`` and contact of ``emails`` that exists: one ``$batch``."""
+        queries: list[tuple[str, str, dict[str, str]]] = []
         for start in range(0, len(refs), LOOKUP_CHUNK):
             terms = [_account_term(r) for r in refs[start : start + LOOKUP_CHUNK]]
             params = {
@@ -372,11 +386,70 @@ class DynamicsAdapter:
                 "$filter": " or ".join(terms),
                 "$orderby": f"{wire.CREATED_ON} asc",
             }
-            for row in self._query("account_lookup", wire.ACCOUNTS, params):
-                name, postal = row.get("name"), row.get("address1_postalcode")
-                if isinstance(name, str) and isinstance(row.get(wire.ACCOUNT_ID), str):
-                    key = (name.casefold(), postal.casefold() if isinstance(postal, str) else None)
-                    found.setdefault(key, row[wire.ACCOUNT_ID])
+            queries.append(("account_lookup", wire.ACCOUNTS, params))
+        for start in range(0, len(emails), LOOKUP_CHUNK):
+            chunk = emails[start : start + LOOKUP_CHUNK]
+            params = {
+                "$select": f"{wire.CONTACT_ID},emailaddress1",
+                "$filter": " or ".join(f"emailaddress1 eq {odata_string(e)}" for e in chunk),
+                "$orderby": f"{wire.CREATED_ON} asc",
+            }
+            queries.append(("contact_lookup", wire.CONTACTS, params))
+        accounts: dict[Hashable, str] = {}
+        contacts: dict[Hashable, str] = {}
+        for (name, _, _), rows in zip(queries, self._queries(queries), strict=True):
+            for row in rows:
+                if name == "account_lookup":
+                    label, postal = row.get("name"), row.get("address1_postalcode")
+                    if isinstance(label, str) and isinstance(row.get(wire.ACCOUNT_ID), str):
+                        key = (
+                            label.casefold(),
+                            postal.casefold() if isinstance(postal, str) else None,
+                        )
+                        accounts.setdefault(key, row[wire.ACCOUNT_ID])
+                else:
+                    email, row_id = row.get("emailaddress1"), row.get(wire.CONTACT_ID)
+                    if isinstance(email, str) and isinstance(row_id, str):
+                        contacts.setdefault(email.casefold(), row_id)
+        return accounts, contacts
+
+    def _queries(
+        self, queries: Sequence[tuple[str, str, Mapping[str, str]]]
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The rows of each query, in order: the first pages in one ``$batch`` of ``GET``
+        parts (1000 a batch), any further page by its ``@odata.nextLink``."""
+        prefer = {"Prefer": "odata.maxpagesize=5000"}
+        for start in range(0, len(queries), MAX_PARTS):
+            chunk = queries[start : start + MAX_PARTS]
+            parts = [
+                Part(
+                    "GET",
+                    f"{self._client.url(entity)}?{urlencode(params, quote_via=quote)}",
+                    headers=prefer,
+                )
+                for _, entity, params in chunk
+            ]
+            for (name, _, _), answer in zip(
+                chunk, self._client.batch("lookup", parts), strict=True
+            ):
+                if answer.status != 200 or not isinstance(answer.body, dict):
+                    raise error_for(answer.status, answer.body, answer.headers) or PermanentError(
+                        f"Dataverse answered {name} with no JSON object"
+                    )
+                rows = [r for r in answer.body.get("value") or [] if isinstance(r, dict)]
+                link = answer.body.get(wire.NEXT_LINK)
+                if isinstance(link, str) and link:
+                    rows.extend(self._query(name, link, {}))
+                yield rows
+
+    def _accounts(
+        self,
+        writes: Sequence[OpportunityWrite],
+        failed: dict[int, str],
+        wanted: Mapping[Hashable, AccountRef],
+        found: dict[Hashable, str],
+    ) -> dict[int, str]:
+        """Index of write → accountid, creating each distinct missing account once."""
         missing = {
             k: (f"account {r.name!r}", _account_body(r))
             for k, r in wanted.items()
@@ -390,6 +463,7 @@ class DynamicsAdapter:
         writes: Sequence[OpportunityWrite],
         accounts: Mapping[int, str],
         failed: dict[int, str],
+        found: dict[Hashable, str],
     ) -> dict[int, list[str]]:
         """Index of write → contactids, found by e-mail or created with their company."""
         wanted = wanted_contacts(
@@ -398,19 +472,6 @@ class DynamicsAdapter:
             lambda contact, i: _contact_body(contact, accounts.get(i)),
             lambda w: self._log.info("contact_skipped_without_email", referral_id=w.key),
         )
-        found: dict[Hashable, str] = {}
-        emails = sorted(str(k) for k in wanted)
-        for start in range(0, len(emails), LOOKUP_CHUNK):
-            chunk = emails[start : start + LOOKUP_CHUNK]
-            params = {
-                "$select": f"{wire.CONTACT_ID},emailaddress1",
-                "$filter": " or ".join(f"emailaddress1 eq {odata_string(e)}" for e in chunk),
-                "$orderby": f"{wire.CREATED_ON} asc",
-            }
-            for row in self._query("contact_lookup", wire.CONTACTS, params):
-                email, row_id = row.get("emailaddress1"), row.get(wire.CONTACT_ID)
-                if isinstance(email, str) and isinstance(row_id, str):
-                    found.setdefault(email.casefold(), row_id)
         errors = self._create(
             wire.CONTACTS, {k: v for k, v in wanted.items() if k not in found}, found
         )
@@ -435,9 +496,12 @@ class DynamicsAdapter:
                 new_id = _entity_id(answer.headers.get("odata-entityid"))
                 if answer.status < 300 and new_id:
                     found[key] = new_id
-                    self._log.info("crm_record_created", table=entity_set, crm_id=new_id)
+                    self._log.debug("crm_record_created", table=entity_set, crm_id=new_id)
                 else:
                     errors[key] = f"{what} could not be created: {self._refusal(answer)}"
+        if items:
+            created = len(items) - len(errors)
+            self._log.info("crm_records_created", table=entity_set, count=created)
         return errors
 
     # -- change feed --------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from connector.errors import AuthError, ConfigError, ConfigProblem, TransientError
+from connector.http.session import is_certificate_failure
 
 _SOURCE = "dynamics.auth"
 
@@ -111,6 +112,8 @@ class DynamicsAuth:
         try:
             yield
         except requests.exceptions.SSLError as exc:
+            if not is_certificate_failure(exc):  # a connection cut during TLS: transient
+                raise TransientError(f"Entra unreachable: {type(exc).__name__}") from exc
             raise AuthError(
                 f"TLS failure talking to {self._authority}: {type(exc).__name__}"
             ) from exc

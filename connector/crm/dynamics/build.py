@@ -16,7 +16,7 @@ from structlog.typing import FilteringBoundLogger
 from connector.crm.dynamics.adapter import DEFAULT_READ_FIELDS, KEY_COLUMN, DynamicsAdapter
 from connector.crm.dynamics.auth import DynamicsAuth
 from connector.crm.dynamics.client import DynamicsClient
-from connector.http.retry import RetryPolicy
+from connector.http.retry import RetryObserver, RetryPolicy
 from connector.http.session import build_session
 from connector.settings import DynamicsSettings, RetrySettings, Secret
 
@@ -40,6 +40,7 @@ def build_dynamics(
     rng: random.Random | None = None,
     now: Callable[[], datetime] | None = None,
     on_response: Callable[[requests.Response], None] | None = None,
+    on_retry: RetryObserver | None = None,
     logger: FilteringBoundLogger | None = None,
 ) -> DynamicsConnection:
     timeout = (settings.connect_timeout, settings.read_timeout)
@@ -58,7 +59,7 @@ def build_dynamics(
         auth,
         base_url=settings.base_url,
         session=session,
-        retry=RetryPolicy.from_settings(settings.retry),
+        retry=RetryPolicy.from_settings(settings.retry, observer=on_retry),
         timeout=timeout,
         sleep=sleep,
         clock=clock,

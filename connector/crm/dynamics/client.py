@@ -38,7 +38,7 @@ from connector.errors import (
     TransientError,
 )
 from connector.http.retry import RetryPolicy, call_with_retry, parse_retry_after
-from connector.http.session import DEFAULT_TIMEOUT
+from connector.http.session import DEFAULT_TIMEOUT, is_certificate_failure
 
 SERVICE = "dynamics"
 _MAX_MESSAGE = 500
@@ -97,9 +97,8 @@ CODE_ACTIONS: Mapping[str, Action] = {
 """``error.code`` → action; wins over the status."""
 
 EXCEPTION_ACTIONS: tuple[tuple[type[BaseException], Action], ...] = (
-    # First match wins. SSLError is a ConnectionError, but an untrusted certificate will not
-    # become trusted on the next attempt.
-    (requests.exceptions.SSLError, Action.FAIL),
+    # First match wins. An SSLError is a ConnectionError: a connection cut during TLS (EOF,
+    # reset) is retried; a certificate failure is not (is_certificate_failure).
     (requests.exceptions.ConnectionError, Action.RETRY),
     (requests.exceptions.Timeout, Action.RETRY),
     (requests.exceptions.ChunkedEncodingError, Action.RETRY),
@@ -118,6 +117,8 @@ _CODES = {k.lower(): v for k, v in CODE_ACTIONS.items()}
 
 
 def classify_exception(exc: BaseException) -> Action:
+    if isinstance(exc, requests.exceptions.SSLError) and is_certificate_failure(exc):
+        return Action.FAIL
     for kind, action in EXCEPTION_ACTIONS:
         if isinstance(exc, kind):
             return action
@@ -247,9 +248,9 @@ class DynamicsClient:
             except _Expired:
                 if reauthenticated:
                     raise AuthError("Dataverse refused a freshly issued token (401)") from None
-            reauthenticated = True
             self._log.info("token_refresh_after_401", service=SERVICE, operation=name)
-            token = self._auth.refresh()
+            token = self._auth.refresh()  # a transient failure here: the next attempt refreshes
+            reauthenticated = True
             try:
                 return self._once(name, method, url, token, kwargs)
             except _Expired:

@@ -2,18 +2,22 @@
 
 **Upsert.** For a batch of writes, in this order, each step batched:
 
-1. Accounts: every distinct (name, postal code) is looked up with one SOQL query per 50
-   (``Name = … AND BillingPostalCode = …``, literals escaped by :func:`soql_quote`); the
-   missing ones are created (``POST sobjects/Account``, one per new account). Several matches:
-   the oldest (lowest Id) wins.
-2. Contacts: found by e-mail (``Email IN (…)``, case-insensitive, as Salesforce compares),
-   else created. A contact without an e-mail cannot be found again, so it is not created (that
-   would duplicate it on every replay): it is skipped and logged.
+1. Accounts: every distinct (name, postal code) is looked up with as few SOQL queries as the
+   URL allows (``Name IN (…) AND BillingPostalCode IN (…)``, literals escaped by
+   :func:`soql_quote`, each query's encoded text at most :data:`LOOKUP_URL_BUDGET` characters;
+   the rows are matched to the wanted pairs here); the missing ones are created with sObject
+   Collections, 200 a call. Several matches: the oldest (lowest Id) wins.
+2. Contacts: found by e-mail (``Email IN (…)``, case-insensitive, as Salesforce compares,
+   chunked the same way), else created. A contact without an e-mail cannot be found again, so
+   it is not created (that would duplicate it on every replay): it is skipped and logged.
 3. Opportunities: sObject Collections upsert on the external id field, ≤ 200 records a call,
    ``allOrNone: false``; a key repeated within a batch starts a new call, so the later write
    lands last. Each record's result becomes ``created``/``updated``/``failed`` (with
-   ``statusCode: message (fields)``), in input order.
-4. Contact roles: ``OpportunityContactRole`` rows that do not exist yet are created.
+   ``statusCode: message (fields)``), in input order. The engine hands over up to
+   :attr:`SalesforceAdapter.max_batch` (200) writes at a time: one call.
+4. Contact roles: ``OpportunityContactRole`` rows that do not exist yet are created. Only the
+   opportunities that existed before this upsert are looked up: one the upsert has just created
+   has no roles yet.
 
 A record-level refusal at any step fails that write only (its outcome says which step and
 why); so does a whole collection call that is refused permanently (every write in it fails with
@@ -40,6 +44,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote_plus
 
 import structlog
 from structlog.typing import FilteringBoundLogger
@@ -67,8 +72,9 @@ OPPORTUNITY = "Opportunity"
 ACCOUNT = "Account"
 CONTACT = "Contact"
 CONTACT_ROLE = "OpportunityContactRole"
-LOOKUP_CHUNK = 50
-"""Values per lookup query: keeps the GET URL well under Salesforce's 16 KB limit."""
+LOOKUP_URL_BUDGET = 12_000
+"""Characters of URL-encoded SOQL per lookup query: well under Salesforce's 16,384-byte limit
+on a REST request's URI, with room for the instance URL and path."""
 DEFAULT_READ_FIELDS: tuple[str, ...] = (
     "Name",
     "StageName",
@@ -89,6 +95,9 @@ _DECIMAL_TYPES = frozenset({"currency", "double", "percent"})
 
 class SalesforceAdapter:
     """A Salesforce org as the engine sees it (``ports.CrmAdapter``)."""
+
+    max_batch = COLLECTION_LIMIT
+    """Writes one :meth:`upsert` sends in one collections call (the engine batches to it)."""
 
     def __init__(
         self,
@@ -142,7 +151,8 @@ class SalesforceAdapter:
         crm_id = result.get("id") or None
         if result.get("success") is True and crm_id:
             action = "created" if result.get("created") else "updated"
-            self._log.info("opportunity_upserted", referral_id=key, crm_id=crm_id, action=action)
+            # the engine logs it at info, once
+            self._log.debug("opportunity_upserted", referral_id=key, crm_id=crm_id, action=action)
             return WriteOutcome(key=key, action=action, crm_id=crm_id)
         reason = save_errors_text(result.get("errors") or []) or "refused without a reason"
         self._log.warning("opportunity_rejected", referral_id=key, reason=reason)
@@ -154,11 +164,15 @@ class SalesforceAdapter:
         """Index of write → Account Id, finding or creating each distinct account once."""
         wanted = wanted_accounts(writes, failed, _account_key)
         found: dict[Hashable, str] = {}
-        for chunk in _batches(list(wanted.values()), LOOKUP_CHUNK):
-            for row in self._client.query(_account_lookup(chunk)):
+        refs = list(wanted.values())
+        for soql in _account_lookups([r for r in refs if r.postal_code], with_postal=True) + (
+            _account_lookups([r for r in refs if not r.postal_code], with_postal=False)
+        ):
+            for row in self._client.query(soql):
                 name, postal, row_id = row.get("Name"), row.get("BillingPostalCode"), row.get("Id")
-                if isinstance(name, str) and isinstance(row_id, str):
-                    found.setdefault((name.casefold(), postal or None), row_id)
+                key = (name.casefold(), postal or None) if isinstance(name, str) else None
+                if key in wanted and isinstance(row_id, str):
+                    found.setdefault(key, row_id)
         errors = self._create_missing(
             ACCOUNT,
             {k: (f"account {r.name!r}", _account_record(r)) for k, r in wanted.items()},
@@ -180,8 +194,9 @@ class SalesforceAdapter:
             lambda w: self._log.info("contact_skipped_without_email", referral_id=w.key),
         )
         found: dict[Hashable, str] = {}
-        for chunk in _batches(sorted(str(k) for k in wanted), LOOKUP_CHUNK):
-            soql = f"SELECT Id, Email FROM Contact WHERE Email IN {soql_in(chunk)} ORDER BY Id"  # noqa: S608 - values are soql_quote literals
+        head = "SELECT Id, Email FROM Contact WHERE Email IN "
+        for chunk in _by_url_length(sorted(str(k) for k in wanted), head):
+            soql = f"{head}{soql_in(chunk)} ORDER BY Id"
             for row in self._client.query(soql):
                 email, row_id = row.get("Email"), row.get("Id")
                 if isinstance(email, str) and isinstance(row_id, str):
@@ -212,10 +227,13 @@ class SalesforceAdapter:
                 new_id = result.get("id")
                 if result.get("success") is True and isinstance(new_id, str) and new_id:
                     found[key] = new_id
-                    self._log.info("crm_record_created", sobject=sobject, crm_id=new_id)
+                    self._log.debug("crm_record_created", sobject=sobject, crm_id=new_id)
                 else:
                     reason = save_errors_text(result.get("errors") or []) or "refused"
                     errors[key] = f"{what} could not be created: {reason}"
+        if missing:
+            created = len(missing) - len(errors)
+            self._log.info("crm_records_created", sobject=sobject, count=created)
         return errors
 
     def _contact_roles(
@@ -233,13 +251,12 @@ class SalesforceAdapter:
         if not wanted:
             return
         existing: set[tuple[str, str]] = set()
-        opportunity_ids = sorted({opp for opp, _ in wanted.values() if opp})
-        for chunk in _batches(opportunity_ids, LOOKUP_CHUNK):
-            ids = soql_in(chunk)
-            soql = (
-                f"SELECT OpportunityId, ContactId FROM {CONTACT_ROLE} WHERE OpportunityId IN {ids}"  # noqa: S608 - soql_quote literals
-            )
-            for row in self._client.query(soql):
+        opportunity_ids = sorted(
+            {opp for i, (opp, _) in wanted.items() if opp and outcomes[i].action != "created"}
+        )
+        head = f"SELECT OpportunityId, ContactId FROM {CONTACT_ROLE} WHERE OpportunityId IN "  # noqa: S608 - soql_quote literals follow
+        for chunk in _by_url_length(opportunity_ids, head):
+            for row in self._client.query(head + soql_in(chunk)):
                 existing.add((_id15(row.get("OpportunityId")), _id15(row.get("ContactId"))))
         roles: dict[Hashable, tuple[str, dict[str, object]]] = {}
         owner: dict[Hashable, int] = {}
@@ -415,16 +432,61 @@ def _account_key(ref: AccountRef) -> tuple[str, str | None]:
     return ref.name.casefold(), ref.postal_code or None
 
 
-def _account_lookup(refs: list[AccountRef]) -> str:
-    terms = []
+def _encoded_length(text: str) -> int:
+    return len(quote_plus(text))
+
+
+def _by_url_length(values: list[str], head: str) -> Iterator[list[str]]:
+    """``values`` in chunks whose query (``head``, the ``IN (…)`` list, an ``ORDER BY``),
+    URL-encoded, fits :data:`LOOKUP_URL_BUDGET`."""
+    base = _encoded_length(head) + _AROUND
+    chunk: list[str] = []
+    used = base
+    for value in values:
+        cost = _encoded_length(soql_quote(value)) + _COMMA
+        if chunk and used + cost > LOOKUP_URL_BUDGET:
+            yield chunk
+            chunk, used = [], base
+        chunk.append(value)
+        used += cost
+    if chunk:
+        yield chunk
+
+
+_AROUND = 60  # the encoded parentheses and " ORDER BY Id" around a list, generously
+_COMMA = len(quote_plus(","))
+_ACCOUNT_SELECT = "SELECT Id, Name, BillingPostalCode FROM Account WHERE "
+
+
+def _account_lookups(refs: list[AccountRef], *, with_postal: bool) -> list[str]:
+    """Queries finding every account of ``refs`` (and maybe a few more, which the caller
+    drops): ``Name IN (…) AND BillingPostalCode IN (…)``, or ``= null`` without postal codes."""
+    base = _encoded_length(f"{_ACCOUNT_SELECT}Name IN  AND BillingPostalCode IN ") + 2 * _AROUND
+    queries: list[str] = []
+    chunk: list[AccountRef] = []
+    used = base
     for ref in refs:
-        postal = soql_quote(ref.postal_code) if ref.postal_code else "null"
-        terms.append(f"(Name = {soql_quote(ref.name)} AND BillingPostalCode = {postal})")
-    return (
-        "SELECT Id, Name, BillingPostalCode FROM Account WHERE "  # noqa: S608 - soql_quote literals
-        + " OR ".join(terms)
-        + " ORDER BY Id"
-    )
+        cost = _encoded_length(soql_quote(ref.name)) + _COMMA
+        if ref.postal_code:
+            cost += _encoded_length(soql_quote(ref.postal_code)) + _COMMA
+        if chunk and used + cost > LOOKUP_URL_BUDGET:
+            queries.append(_account_lookup(chunk, with_postal=with_postal))
+            chunk, used = [], base
+        chunk.append(ref)
+        used += cost
+    if chunk:
+        queries.append(_account_lookup(chunk, with_postal=with_postal))
+    return queries
+
+
+def _account_lookup(refs: list[AccountRef], *, with_postal: bool) -> str:
+    names = soql_in(sorted({r.name for r in refs}))
+    if with_postal:
+        postals = soql_in(sorted({r.postal_code for r in refs if r.postal_code}))
+        where = f"Name IN {names} AND BillingPostalCode IN {postals}"
+    else:
+        where = f"Name IN {names} AND BillingPostalCode = null"
+    return _ACCOUNT_SELECT + where + " ORDER BY Id"
 
 
 def _account_record(ref: AccountRef) -> dict[str, object]:

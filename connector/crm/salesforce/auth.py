@@ -52,7 +52,7 @@ from connector.errors import (
     TransientError,
 )
 from connector.http.retry import parse_retry_after
-from connector.http.session import DEFAULT_TIMEOUT
+from connector.http.session import DEFAULT_TIMEOUT, is_certificate_failure
 
 AuthMode = Literal["client_credentials", "jwt"]
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -168,6 +168,10 @@ class SalesforceAuth:
                 allow_redirects=False,
             )
         except requests.exceptions.SSLError as exc:
+            if not is_certificate_failure(exc):  # a connection cut during TLS: transient
+                raise TransientError(
+                    f"Salesforce token endpoint unreachable: {type(exc).__name__}"
+                ) from exc
             raise AuthError(
                 f"TLS failure talking to the Salesforce token endpoint: {type(exc).__name__}"
             ) from exc

@@ -16,7 +16,7 @@ from structlog.typing import FilteringBoundLogger
 from connector.crm.salesforce.adapter import DEFAULT_READ_FIELDS, SalesforceAdapter
 from connector.crm.salesforce.auth import SalesforceAuth
 from connector.crm.salesforce.client import DEFAULT_QUOTA_WAIT_S, SalesforceClient
-from connector.http.retry import RetryPolicy
+from connector.http.retry import RetryObserver, RetryPolicy
 from connector.http.session import build_session
 from connector.settings import RetrySettings, SalesforceAuthMode, SalesforceSettings, Secret
 
@@ -41,6 +41,7 @@ def build_salesforce(
     rng: random.Random | None = None,
     now: Callable[[], datetime] | None = None,
     on_response: Callable[[requests.Response], None] | None = None,
+    on_retry: RetryObserver | None = None,
     logger: FilteringBoundLogger | None = None,
 ) -> SalesforceConnection:
     timeout = (settings.connect_timeout, settings.read_timeout)
@@ -64,7 +65,7 @@ def build_salesforce(
         instance_url=settings.instance_url,
         api_version=settings.api_version,
         session=session,
-        retry=RetryPolicy.from_settings(settings.retry),
+        retry=RetryPolicy.from_settings(settings.retry, observer=on_retry),
         timeout=timeout,
         quota_wait_s=quota_wait_s,
         query_batch_size=query_batch_size,

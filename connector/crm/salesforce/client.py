@@ -51,7 +51,7 @@ from connector.errors import (
     TransientError,
 )
 from connector.http.retry import RetryPolicy, call_with_retry, parse_retry_after
-from connector.http.session import DEFAULT_TIMEOUT
+from connector.http.session import DEFAULT_TIMEOUT, is_certificate_failure
 
 SERVICE = "salesforce"
 COLLECTION_LIMIT = 200
@@ -139,9 +139,8 @@ CONCURRENCY_LIMIT = "ConcurrentPerOrgLongTxn"
 limit, not the daily quota: it passes in seconds, so it is rate limiting, not quota."""
 
 EXCEPTION_ACTIONS: tuple[tuple[type[BaseException], Action], ...] = (
-    # First match wins. SSLError is a ConnectionError, but an untrusted certificate will not
-    # become trusted on the next attempt.
-    (requests.exceptions.SSLError, Action.FAIL),
+    # First match wins. An SSLError is a ConnectionError: a connection cut during TLS (EOF,
+    # reset) is retried; a certificate failure is not (is_certificate_failure).
     (requests.exceptions.ConnectionError, Action.RETRY),
     (requests.exceptions.Timeout, Action.RETRY),
     (requests.exceptions.ChunkedEncodingError, Action.RETRY),
@@ -177,6 +176,8 @@ def classify(exc: BaseException) -> tuple[Action, int | None, str | None, str]:
             return Action.RATE_LIMITED, status, code, message
         action = CODE_ACTIONS.get((status, code)) or CODE_ACTIONS.get((None, code))
         return action or STATUS_ACTIONS.get(status, Action.FAIL), status, code, message
+    if isinstance(exc, requests.exceptions.SSLError) and is_certificate_failure(exc):
+        return Action.FAIL, None, None, type(exc).__name__
     for kind, action in EXCEPTION_ACTIONS:
         if isinstance(exc, kind):
             return action, None, None, type(exc).__name__
@@ -407,9 +408,9 @@ class SalesforceClient:
                     raise AuthError(
                         "Salesforce refused a freshly issued token (401 INVALID_SESSION_ID)"
                     ) from None
-            reauthenticated = True
             self._log.info("token_refresh_after_401", service=SERVICE, operation=name)
-            token = self._auth.refresh()
+            token = self._auth.refresh()  # a transient failure here: the next attempt refreshes
+            reauthenticated = True
             try:
                 return self._once(name, fn, token)
             except _Expired:
