@@ -111,6 +111,9 @@ class Sandbox:
             self.clock, log=self.log, token_lifetime_s=token_lifetime_s
         )
         self.faults.set_responder("salesforce", salesforce_responder)
+        self.faults.set_token_expirer("salesforce", self.salesforce.tokens.expire_token)
+        self.faults.set_token_expirer("partner_center", self.tokens.expire_token)
+        self.faults.set_token_expirer("dataverse", self.tokens.expire_token)
         self.dataverse = DataverseSimulator(
             self.clock, self.tokens, audience=self.tenant.dataverse_resource, log=self.log
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -34,10 +35,25 @@ class RequestLog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: list[LoggedRequest] = []
+        self._listeners: list[Callable[[LoggedRequest], None]] = []
 
     def record(self, entry: LoggedRequest) -> None:
         with self._lock:
             self._entries.append(entry)
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(entry)
+
+    def add_listener(self, listener: Callable[[LoggedRequest], None]) -> None:
+        """Call ``listener`` with each later entry, in the serving thread, as it is recorded:
+        after the simulator has answered and before the reply leaves (a test can act "between
+        the write and its acknowledgement")."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[LoggedRequest], None]) -> None:
+        with self._lock:
+            self._listeners.remove(listener)
 
     def entries(
         self,

@@ -187,6 +187,18 @@ class TokenStore:
             for token, grant in self._access.items():
                 self._access[token] = replace(grant, expires_at=min(grant.expires_at, now))
 
+    def expire_token(self, authorization_header: str | None) -> bool:
+        """The access token of a ``Bearer`` header expires now (before its ``exp``); whether
+        it was live."""
+        grant = self.lookup(authorization_header)
+        now = self._now()
+        if grant is None or grant.expires_at <= now:
+            return False
+        token = (authorization_header or "").strip().partition(" ")[2].strip()
+        with self._lock:
+            self._access[token] = replace(grant, expires_at=now)
+        return True
+
     def revoke_refresh_tokens(self) -> None:
         """Every refresh token issued so far stops working (as after a password reset)."""
         with self._lock:

@@ -6,19 +6,31 @@ that uses it starts from no faults, an empty request log and the default token l
 
 Clients must use ``requests.Session`` with ``trust_env=False`` and ``verify=<ca.pem>``: the
 machine exports ``REQUESTS_CA_BUNDLE``, which would override ``verify`` otherwise.
+
+Every test logs through the production structlog chain (redaction included) to stderr, and the
+log scan (``reliability/logscan.py``) reads all the suite writes: a secret, token or unmasked
+customer e-mail in any log line fails the session with a report.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
+from reliability.logscan import LogScanPlugin
 
 from sandbox.app import Sandbox
 from sandbox.testing import ca_session as ca_session_for
 from sandbox.testing import random_loopback_host
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    plugin = LogScanPlugin()
+    config.pluginmanager.register(plugin, LogScanPlugin.name)
+    plugin.watch_sandboxes(Sandbox)
 
 
 @pytest.fixture(scope="session")
@@ -53,15 +65,31 @@ def ca_session(sandbox: Sandbox) -> Iterator[requests.Session]:
 
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
-    """Commands run in-process configure structlog and the root logger for their own stderr;
-    put both back after each test so the next one never writes to a stream that is gone."""
+    """Each test logs through the production chain (debug level) to whatever ``sys.stderr`` is
+    when a logger is made. Commands run in-process configure structlog and the root logger for
+    their own stderr; put both back after each test so the next one never writes to a stream
+    that is gone."""
     import logging  # noqa: PLC0415
 
     import structlog  # noqa: PLC0415
 
+    from connector.observe.logging import processors  # noqa: PLC0415
+
     handlers = logging.root.handlers[:]
     level = logging.root.level
+    structlog.configure(
+        processors=processors(mask_customer_contacts=True),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        logger_factory=_stderr_logger,
+        cache_logger_on_first_use=False,
+    )
     yield
     structlog.reset_defaults()
     logging.root.handlers[:] = handlers
     logging.root.setLevel(level)
+
+
+def _stderr_logger(*_args: object) -> Any:
+    import structlog  # noqa: PLC0415
+
+    return structlog.PrintLogger(sys.stderr)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -89,3 +90,20 @@ def build_session(
     session.mount("https://", _HttpsAdapter(default_timeout))
     session.mount("http://", _RefusePlainHttp())
     return session
+
+
+def is_certificate_failure(exc: BaseException) -> bool:
+    """Whether a ``requests`` ``SSLError`` is about the certificate (untrusted, expired, wrong
+    host: retrying cannot help) rather than a connection cut during TLS (an EOF or a reset in
+    the middle of a request: transient, like any other ``ConnectionError``)."""
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return True
+        stack.extend([item.__cause__, item.__context__, getattr(item, "reason", None), *item.args])
+    return "certificate verify failed" in str(exc).lower()

@@ -339,5 +339,10 @@ def _list(names: object) -> str:
 
 
 def _got(value: object) -> str:
-    shown = repr(value)
+    # Never repr() a whole container: a value may be a YAML alias bomb (a few lines that
+    # expand to billions of items); its kind and length say enough.
+    if isinstance(value, Mapping | list | tuple | set):
+        shown = f"{type(value).__name__} of {len(value)}"
+    else:
+        shown = repr(value[:60] if isinstance(value, str) else value)
     return f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"

@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 
 from connector.errors import MappingError
 from connector.mapping.spec import FieldMap, Transform
-from connector.model.values import check_amount, format_decimal, parse_currency
+from connector.model.values import check_amount, check_text, format_decimal, parse_currency
 
 __all__ = ["fingerprint", "retype", "shape", "wire_value"]
 
@@ -22,10 +22,12 @@ def shape(spec: FieldMap, value: object, warnings: list[str]) -> object:
         return None
     if transform is Transform.JOIN:
         parts = value if isinstance(value, list | tuple) else [value]
-        value = spec.separator.join(str(p) for p in parts if p not in (None, ""))
+        value = check_text(
+            spec.separator.join(str(p) for p in parts if p not in (None, "")), spec.crm
+        )
         return _cut(spec, value, warnings) if value else None
     if transform in (Transform.TEXT, Transform.TRUNCATE):
-        text = value if isinstance(value, str) else str(value)
+        text = check_text(value if isinstance(value, str) else str(value), spec.crm)
         if transform is Transform.TRUNCATE or spec.length is not None:
             return _cut(spec, text, warnings)
         return text

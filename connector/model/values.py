@@ -4,11 +4,15 @@ Every parser takes the raw value and the name of the field it came from, and eit
 canonical value (``None`` for "absent") or raises :class:`~connector.errors.MappingError`
 naming that field and the value. The rules, in one place:
 
-- Text: ``None`` and ``""`` (or whitespace only) are both absent; anything else is kept exactly.
+- Text: ``None`` and ``""`` (or whitespace only) are both absent; anything else is kept exactly,
+  except what no CRM or state store can hold: control characters other than tab, line feed and
+  carriage return (invalid in XML 1.0, NUL is refused by PostgreSQL) and lone UTF-16 surrogates
+  (JSON can carry ``"\\ud800"``, UTF-8 cannot) are refused, naming the field.
 - Money: :class:`~decimal.Decimal`, never ``float``. A JSON number or a plain numeric string
   (``10000``, ``"10000"``, ``10000.5``, ``"10000.50"``). Negative, NaN, infinity, exponents in
-  strings and thousands separators (``"1,000"`` reads as 1000 or as 1.0 depending on the locale)
-  are refused rather than guessed.
+  strings, thousands separators (``"1,000"`` reads as 1000 or as 1.0 depending on the locale),
+  digits of other scripts (``"٢٥٠٠٠"``) and amounts of 10^18 or more (beyond any CRM's money
+  field) are refused rather than guessed.
 - Currency: ISO 4217 shape, three letters; lower case is upper-cased, anything else refused.
 - Datetimes: ISO 8601, always returned aware in UTC. ``Z`` or an offset; up to 7 fractional
   digits (Partner Center writes .NET ticks), truncated to microseconds; a missing zone is read
@@ -28,6 +32,7 @@ from connector.errors import MappingError
 
 __all__ = [
     "check_amount",
+    "check_text",
     "format_close_date",
     "format_datetime",
     "format_decimal",
@@ -39,14 +44,17 @@ __all__ = [
     "parse_text",
 ]
 
-_PLAIN_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+_PLAIN_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)", re.ASCII)
 _CURRENCY = re.compile(r"[A-Za-z]{3}")
 _DATETIME = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})"
     r"(?:[T ](?P<h>\d{2}):(?P<m>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<frac>\d{1,9}))?)?"
-    r"(?P<zone>Z|z|[+-]\d{2}:?\d{2})?)?"
+    r"(?P<zone>Z|z|[+-]\d{2}:?\d{2})?)?",
+    re.ASCII,
 )
+_UNSTORABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _NET_MIN_YEAR = 1
+_MAX_AMOUNT_DIGITS = 18  # Salesforce currency fields hold 18 digits; Dataverse money fewer
 
 
 def parse_text(raw: object, field: str) -> str | None:
@@ -59,7 +67,16 @@ def parse_text(raw: object, field: str) -> str | None:
         return str(raw)
     if not isinstance(raw, str):
         raise MappingError(field, raw, f"expected text, got {type(raw).__name__}")
-    return raw if raw.strip() else None
+    return check_text(raw, field) if raw.strip() else None
+
+
+def check_text(text: str, field: str) -> str:
+    """``text`` unchanged, unless it holds a character no CRM or state store can keep."""
+    bad = _UNSTORABLE.search(text)
+    if bad is not None:
+        char = f"U+{ord(bad.group(0)):04X}"
+        raise MappingError(field, text, f"contains {char} at {bad.start()}, which no CRM can store")
+    return text
 
 
 def parse_bool(raw: object, field: str) -> bool | None:
@@ -105,6 +122,8 @@ def check_amount(value: Decimal, field: str, raw: object | None = None) -> Decim
         raise MappingError(field, shown, "an amount must be a finite number")
     if value < 0:
         raise MappingError(field, shown, "an amount cannot be negative")
+    if value and value.adjusted() >= _MAX_AMOUNT_DIGITS:
+        raise MappingError(field, shown, "an amount of 10^18 or more is beyond any CRM")
     return value
 
 

@@ -13,30 +13,32 @@ import sys
 from typing import TextIO
 
 import structlog
-from structlog.typing import EventDict, WrappedLogger
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 _SECRET_KEY = re.compile(r"token|secret|password|passwd|authorization|assertion|cookie", re.I)
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 _PHONE = re.compile(r"(?<![\w-])[+(]?\d[\d ().-]{6,}\d(?![\w-])")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
-_ISO_DATETIME = re.compile(
-    r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)"
-)
+_NOT_A_PHONE = re.compile(
+    r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+    r"|\b[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\b)"
+)  # date-times and GUIDs (referral ids): digits and dashes, but never a phone number
+_MAX_PHONE_DIGITS = 15  # E.164; a longer run of digits is an id or an amount
 REDACTED = "[redacted]"
 
 
 def mask_contacts(text: str) -> str:
     """``jane.doe@contoso.com`` → ``j***@contoso.com``; ``+1 425 555 0100`` → ``***0100``."""
     text = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
-    # Date-times are not phone numbers: mask only the text between them.
-    parts = _ISO_DATETIME.split(text)
+    # Date-times and GUIDs are not phone numbers: mask only the text between them.
+    parts = _NOT_A_PHONE.split(text)
     return "".join(p if i % 2 else _PHONE.sub(_mask_phone, p) for i, p in enumerate(parts))
 
 
 def _mask_phone(match: re.Match[str]) -> str:
     value = match.group(0)
     digits = re.sub(r"\D", "", value)
-    if _ISO_DATE.match(value) or len(digits) < 7:
+    if _ISO_DATE.match(value) or not 7 <= len(digits) <= _MAX_PHONE_DIGITS:
         return value
     return "***" + digits[-4:]
 
@@ -64,6 +66,19 @@ class Redactor:
         return value
 
 
+def processors(*, mask_customer_contacts: bool = True) -> list[Processor]:
+    """The chain every event goes through, redaction last before rendering (the test suite
+    logs through the same chain, so what it scans is what production would write)."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        Redactor(mask_customer_contacts=mask_customer_contacts),
+        structlog.processors.JSONRenderer(sort_keys=False),
+    ]
+
+
 def configure_logging(
     *, level: str = "info", mask_customer_contacts: bool = True, stream: TextIO | None = None
 ) -> None:
@@ -71,14 +86,7 @@ def configure_logging(
     out = stream or sys.stderr
     numeric = logging.getLevelName(level.upper())
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            Redactor(mask_customer_contacts=mask_customer_contacts),
-            structlog.processors.JSONRenderer(sort_keys=False),
-        ],
+        processors=processors(mask_customer_contacts=mask_customer_contacts),
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,

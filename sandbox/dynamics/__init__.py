@@ -6,8 +6,9 @@ environment.
 default tables and the partner's ``rs_`` columns); :class:`RowStore` the rows and the data
 rules; :mod:`~sandbox.dynamics.odata` and :mod:`~sandbox.dynamics.query` the query language,
 paging and change tracking; :mod:`~sandbox.dynamics.batch` ``$batch``;
-:mod:`~sandbox.dynamics.actions` WinOpportunity / LoseOpportunity; :class:`SalespersonSimulator`
-a user working the opportunities.
+:mod:`~sandbox.dynamics.actions` WinOpportunity / LoseOpportunity;
+:mod:`~sandbox.dynamics.customize` the metadata writes (new columns, alternate keys);
+:class:`SalespersonSimulator` a user working the opportunities.
 """
 
 from sandbox.dynamics.errors import DataverseError, dataverse_responder

@@ -109,6 +109,8 @@ class DataverseError(Exception):
         )
 
 
+_CONCURRENCY = ("0x80072326", "Number of concurrent requests exceeded the limit of 52.")
+
 _FAULT_MESSAGES = {
     429: (
         "0x80072322",
@@ -120,10 +122,14 @@ _FAULT_MESSAGES = {
 
 
 def dataverse_responder(kind: str, retry_after: float | None) -> tuple[int, Headers, bytes]:
-    """Injected 429/500/503 in Dataverse's envelope (for :mod:`sandbox.faults`); a 429 looks
-    like the request-count service protection limit (crm-apis §C6)."""
-    status = int(kind)
-    code, message = _FAULT_MESSAGES.get(status, ("0x80040216", "An unexpected error occurred."))
+    """Injected faults in Dataverse's envelope (for :mod:`sandbox.faults`); a 429 (and
+    ``quota``) looks like the request-count service protection limit, ``concurrency`` like the
+    52-concurrent-requests one (crm-apis §C6), both with ``Retry-After``."""
+    if kind == "concurrency":
+        status, (code, message) = 429, _CONCURRENCY
+    else:
+        status = 429 if kind == "quota" else int(kind)
+        code, message = _FAULT_MESSAGES.get(status, ("0x80040216", "An unexpected error occurred."))
     headers: Headers = [
         ("Content-Type", "application/json; odata.metadata=minimal"),
         ("OData-Version", "4.0"),

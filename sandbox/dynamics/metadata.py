@@ -38,7 +38,7 @@ from sandbox.dynamics.schema import (
     OrgSchema,
 )
 
-__all__ = ["metadata_response"]
+__all__ = ["find_table", "metadata_response"]
 
 _NS = "Microsoft.Dynamics.CRM."
 
@@ -137,7 +137,7 @@ def key_json(table: EntityDef, key: KeyDef) -> dict[str, Any]:
         "SchemaName": key.schema_name,
         "EntityLogicalName": table.logical_name,
         "KeyAttributes": list(key.attributes),
-        "EntityKeyIndexStatus": "Active",
+        "EntityKeyIndexStatus": key.status,
         "DisplayName": _label(key.display_name or key.logical_name),
     }
 
@@ -174,7 +174,7 @@ def _split_expand(text: str) -> dict[str, dict[str, str]]:
     return out
 
 
-def _find_table(schema: OrgSchema, segment: str) -> EntityDef:
+def find_table(schema: OrgSchema, segment: str) -> EntityDef:
     _, key = split_segment(segment)
     assert key is not None  # noqa: S101 (caller checked)
     row_id, pairs = parse_key(key)
@@ -201,7 +201,7 @@ def metadata_response(
         select = args.get("$select")
         value = [_select(entity_json(t), select, "EntityMetadata") for t in schema.entities()]
         return {"@odata.context": context, "value": value}
-    table = _find_table(schema, segments[0])
+    table = find_table(schema, segments[0])
     if len(segments) == 1:
         return {"@odata.context": f"{context}/$entity", **_entity(table, args, expand)}
     child, key = split_segment(segments[1])

@@ -7,17 +7,22 @@ case and, as in Dataverse, matched exactly. The default tables are in
 :mod:`sandbox.dynamics.tables`.
 
 Tests change it as a customizer would: :meth:`OrgSchema.remove_attribute`,
-:meth:`OrgSchema.remove_option`, :meth:`OrgSchema.add_key`; :meth:`OrgSchema.reset` restores the
-defaults.
+:meth:`OrgSchema.remove_option`, :meth:`OrgSchema.add_key`, :meth:`OrgSchema.remove_customizations`
+(an environment where nobody has set Referral Sync up yet); :meth:`OrgSchema.reset` restores the
+defaults. The Web API's own metadata writes (:mod:`sandbox.dynamics.customize`) use
+:meth:`OrgSchema.add_attribute` and :meth:`OrgSchema.add_key`; a key they create is ``Pending``
+until its index is built (:meth:`OrgSchema.set_key_status`), and only an ``Active`` key can
+address rows or keeps them unique.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
-__all__ = ["AttributeDef", "EntityDef", "KeyDef", "OptionDef", "OrgSchema"]
+__all__ = ["DEFAULT_SOLUTIONS", "AttributeDef", "EntityDef", "KeyDef", "OptionDef", "OrgSchema"]
 
 # AttributeType values (the metadata's "AttributeType")
 STRING = "String"
@@ -38,6 +43,19 @@ DECIMAL = "Decimal"
 LOOKUP_TYPES = frozenset({LOOKUP, CUSTOMER})
 OPTION_TYPES = frozenset({PICKLIST, STATE, STATUS})
 TEXT_TYPES = frozenset({STRING, MEMO})
+
+# EntityKeyIndexStatus values (the key's index is built by a background job)
+KEY_PENDING = "Pending"
+KEY_IN_PROGRESS = "InProgress"
+KEY_ACTIVE = "Active"
+KEY_FAILED = "Failed"
+
+DEFAULT_PUBLISHER_PREFIX = "new"
+"""The customization prefix of the Default solution's publisher: what a component created
+without ``MSCRM.SolutionUniqueName`` must start with."""
+DEFAULT_SOLUTIONS: Mapping[str, str] = {"ReferralSync": "rs"}
+"""The unmanaged solutions a partner has made (unique name → its publisher's prefix): the one
+docs/dynamics-setup.md asks for, with a publisher whose prefix is ``rs``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +106,20 @@ class AttributeDef:
 
 @dataclass(frozen=True, slots=True)
 class KeyDef:
+    """An alternate key. ``status`` is its EntityKeyIndexStatus; a key made through the Web API
+    starts ``Pending`` at ``created_at`` and its index is ready at ``ready_at`` (sandbox time)."""
+
     logical_name: str
     schema_name: str
     attributes: tuple[str, ...]
     display_name: str = ""
+    status: str = KEY_ACTIVE
+    created_at: datetime | None = None
+    ready_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status == KEY_ACTIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +153,10 @@ class EntityDef:
         return None
 
     def key(self, columns: Iterable[str]) -> KeyDef | None:
+        """The *active* key on exactly ``columns`` (a key whose index is not built yet cannot
+        address rows)."""
         wanted = frozenset(columns)
-        return next((k for k in self.keys if frozenset(k.attributes) == wanted), None)
+        return next((k for k in self.keys if k.active and frozenset(k.attributes) == wanted), None)
 
 
 @dataclass(slots=True)
@@ -135,6 +165,7 @@ class OrgSchema:
 
     defaults: tuple[EntityDef, ...]
     base_currency: str = "USD"
+    solutions: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_SOLUTIONS))
     _entities: dict[str, EntityDef] = field(init=False)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
@@ -183,12 +214,41 @@ class OrgSchema:
     def add_key(self, entity: str, key: KeyDef) -> None:
         self._change(entity, lambda e: replace(e, keys=(*e.keys, key)))
 
+    def add_attribute(self, entity: str, attr: AttributeDef) -> None:
+        self._change(entity, lambda e: replace(e, attributes=(*e.attributes, attr)))
+
+    def set_key_status(self, entity: str, key_name: str, status: str) -> None:
+        def change(e: EntityDef) -> EntityDef:
+            keys = tuple(
+                replace(k, status=status) if k.logical_name == key_name else k for k in e.keys
+            )
+            return replace(e, keys=keys)
+
+        self._change(entity, change)
+
+    def remove_customizations(self, entity: str, prefix: str) -> None:
+        """Delete every custom column whose logical name starts with ``prefix`` (``"rs_"``) and
+        every key on one: the table as it is before anyone sets Referral Sync up."""
+        self._change(
+            entity,
+            lambda e: replace(
+                e,
+                attributes=tuple(
+                    a for a in e.attributes if not (a.custom and a.logical_name.startswith(prefix))
+                ),
+                keys=tuple(
+                    k for k in e.keys if not any(c.startswith(prefix) for c in k.attributes)
+                ),
+            ),
+        )
+
     def set_change_tracking(self, entity: str, enabled: bool) -> None:
         self._change(entity, lambda e: replace(e, change_tracking=enabled))
 
     def reset(self) -> None:
         with self._lock:
             self._entities = {e.logical_name: e for e in self.defaults}
+            self.solutions = dict(DEFAULT_SOLUTIONS)
 
     def _change(self, entity: str, change: Callable[[EntityDef], EntityDef]) -> None:
         with self._lock:

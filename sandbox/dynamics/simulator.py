@@ -11,6 +11,7 @@ DELETE  ``<set>(<id>)`` / ``<set>(<key>='…')``            ``delete``
 POST    ``$batch``                                        ``batch``
 POST    ``WinOpportunity`` / ``LoseOpportunity``          ``win_opportunity`` / ``lose_opportunity``
 GET     ``EntityDefinitions…``                            ``metadata``
+POST    ``EntityDefinitions(…)/Attributes`` / ``/Keys``      ``customize``
 GET     ``WhoAmI``                                        ``whoami``
 ======  ===============================================  ======================
 
@@ -21,7 +22,8 @@ Anything else is ``other`` (404 "Resource not found for the segment …"). Entit
 Every request needs ``Authorization: Bearer <token>`` issued by the Entra simulator for the
 environment's resource (``https://<org>.crm.dynamics.com``); see :mod:`sandbox.dynamics.auth`.
 Then service protection (:mod:`sandbox.dynamics.protection`) counts it. Upsert semantics
-(§C2) are in :mod:`sandbox.dynamics.upsert`.
+(§C2) are in :mod:`sandbox.dynamics.upsert`; the metadata writes (new columns, alternate keys
+whose index is built in the background) in :mod:`sandbox.dynamics.customize`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,13 @@ from sandbox.clock import SandboxClock
 from sandbox.dynamics.actions import LOSE, WIN, close_opportunity
 from sandbox.dynamics.auth import authenticate
 from sandbox.dynamics.batch import BatchPart, InnerResponse, parse_batch, run_batch
+from sandbox.dynamics.customize import (
+    attribute_url,
+    create_attribute,
+    create_key,
+    key_url,
+    settle_keys,
+)
 from sandbox.dynamics.errors import DataverseError
 from sandbox.dynamics.handlers import (
     create,
@@ -47,7 +56,7 @@ from sandbox.dynamics.handlers import (
     retrieve,
     written,
 )
-from sandbox.dynamics.metadata import metadata_response
+from sandbox.dynamics.metadata import find_table, metadata_response
 from sandbox.dynamics.protection import Limits, ServiceProtection
 from sandbox.dynamics.query import Prefer, Query, run_query
 from sandbox.dynamics.refs import API_PREFIX, split_segment
@@ -65,6 +74,7 @@ __all__ = ["ROUTE_NAMES", "DataverseSimulator"]
 ROUTE_NAMES = (
     "batch",
     "create",
+    "customize",
     "delete",
     "lose_opportunity",
     "metadata",
@@ -76,6 +86,7 @@ ROUTE_NAMES = (
     "win_opportunity",
 )
 DEFAULT_EXPIRE_DAYS = 7.0
+DEFAULT_KEY_INDEX_SECONDS = 10.0
 ORGANIZATION_ID = "0f9a3bd6-4b1e-4c3b-9d2a-5a1d7c0e0001"
 BUSINESS_UNIT_ID = "0f9a3bd6-4b1e-4c3b-9d2a-5a1d7c0e0002"
 
@@ -92,7 +103,8 @@ class _Call:
 
 class DataverseSimulator:
     """The WSGI app. In-process handles for tests: ``store`` (rows), ``schema`` (metadata),
-    ``protection`` (service protection limits), ``salesperson`` (a CRM user)."""
+    ``protection`` (service protection limits), ``salesperson`` (a CRM user),
+    ``key_index_seconds`` (sandbox seconds a new alternate key's index takes to build)."""
 
     def __init__(
         self,
@@ -117,6 +129,7 @@ class DataverseSimulator:
         self.default_expire_days = expire_days
         self.expire_days = expire_days
         self.processing_delay_s = 0.0
+        self.key_index_seconds = DEFAULT_KEY_INDEX_SECONDS
         self._seed_currencies()
 
     def _seed_currencies(self) -> None:
@@ -145,6 +158,7 @@ class DataverseSimulator:
         self.protection.reset()
         self.expire_days = self.default_expire_days
         self.processing_delay_s = 0.0
+        self.key_index_seconds = DEFAULT_KEY_INDEX_SECONDS
 
     # -- routing ------------------------------------------------------------------------------
 
@@ -165,6 +179,8 @@ class DataverseSimulator:
             return fixed[(method, rest)]
         if rest.startswith("EntityDefinitions") and method == "GET":
             return "metadata"
+        if rest.startswith("EntityDefinitions(") and method == "POST":
+            return "customize"
         if "/" in rest or not rest:
             return "other"
         _, key = split_segment(rest) if rest.endswith(")") else (rest, None)
@@ -187,6 +203,7 @@ class DataverseSimulator:
         return response(environ, start_response)
 
     def _dispatch(self, request: Request, user: str) -> Response:
+        settle_keys(self.schema, self.store, self.clock.now())
         route = self.route_of(request.environ)
         call = _Call(
             request,
@@ -200,6 +217,7 @@ class DataverseSimulator:
             "win_opportunity": self._action,
             "lose_opportunity": self._action,
             "metadata": self._metadata,
+            "customize": self._customize,
             "other": self._not_routed,
         }
         handler = handlers.get(route)
@@ -225,6 +243,30 @@ class DataverseSimulator:
     def _metadata(self, call: _Call) -> Response:
         args = call.request.args
         return json_response(metadata_response(self.schema, call.rest.split("/"), args, call.root))
+
+    def _customize(self, call: _Call) -> Response:
+        segments = call.rest.split("/")
+        if len(segments) != 2 or segments[1] not in ("Attributes", "Keys"):
+            raise DataverseError.odata(
+                "The requested resource does not support http method 'POST'.", 405
+            )
+        table = find_table(self.schema, segments[0])
+        body = json_body(call.request)
+        solution = call.request.headers.get("MSCRM.SolutionUniqueName") or None
+        if segments[1] == "Attributes":
+            attr = create_attribute(self.schema, table, body, solution)
+            url = attribute_url(call.root, table, attr)
+        else:
+            key = create_key(
+                self.schema,
+                table,
+                body,
+                solution,
+                now=self.clock.now(),
+                index_seconds=self.key_index_seconds,
+            )
+            url = key_url(call.root, table, key)
+        return Response(status=204, headers={"OData-EntityId": url})
 
     def _rows(self, call: _Call, route: str) -> Response:
         request, root, rest = call.request, call.root, call.rest

@@ -271,6 +271,8 @@ class RowStore:
     def _check_keys(self, table: EntityDef, record: Row, current: Row | None) -> None:
         own = current.get(table.primary_id) if current else None
         for key in table.keys:
+            if not key.active:  # its index is not built yet: nothing enforces it
+                continue
             values = {c: record.get(c) for c in key.attributes}
             if any(v is None for v in values.values()):
                 continue

@@ -121,6 +121,8 @@ class OAuthError(Exception):
         return {"error": self.error, "error_description": self.description}
 
 
+_QUOTA_BODY = ("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+
 _FAULT_BODIES = {
     429: ("REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded."),
     500: (
@@ -135,10 +137,21 @@ _FAULT_BODIES = {
 
 
 def salesforce_responder(kind: str, retry_after: float | None) -> tuple[int, Headers, bytes]:
-    """Injected 429/500/503 in Salesforce's error-array shape (for :mod:`sandbox.faults`)."""
-    status = int(kind)
-    code, message = _FAULT_BODIES.get(status, ("UNKNOWN_EXCEPTION", "Unexpected error"))
+    """Injected faults in Salesforce's error-array shape (for :mod:`sandbox.faults`).
+
+    ``quota`` is the org's spent daily quota (403 ``REQUEST_LIMIT_EXCEEDED`` "TotalRequests
+    Limit exceeded.", without ``Retry-After``: Salesforce sends none); ``concurrency`` is the
+    concurrent long-running request limit (403, same code, "ConcurrentPerOrgLongTxn ...").
+    """
     headers: Headers = [("Content-Type", "application/json;charset=UTF-8")]
+    if kind == "quota":
+        status, (code, message) = 403, _QUOTA_BODY
+        retry_after = None
+    elif kind == "concurrency":
+        status, (code, message) = 403, _FAULT_BODIES[429]
+    else:
+        status = int(kind)
+        code, message = _FAULT_BODIES.get(status, ("UNKNOWN_EXCEPTION", "Unexpected error"))
     if retry_after is not None:
         seconds = int(retry_after) if float(retry_after).is_integer() else retry_after
         headers.append(("Retry-After", str(seconds)))

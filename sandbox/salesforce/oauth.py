@@ -223,6 +223,17 @@ class SessionStore:
                 if session.expires_at > now:
                     self._sessions[token] = Session(session.client_id, session.grant, now)
 
+    def expire_token(self, authorization_header: str | None) -> bool:
+        """The session of a ``Bearer``/``OAuth`` header expires now; whether it was live."""
+        if not self.check(authorization_header):
+            return False
+        token = (authorization_header or "").strip().partition(" ")[2].strip()
+        now = self._now()
+        with self._lock:
+            session = self._sessions[token]
+            self._sessions[token] = Session(session.client_id, session.grant, now)
+        return True
+
     def reset(self) -> None:
         self.lifetime_s = self.default_lifetime_s
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 import requests
 
@@ -49,7 +51,8 @@ def test_a_refusal_is_classified_by_code_then_status(status, code, action):
 @pytest.mark.parametrize(
     ("exc", "action"),
     [
-        (requests.exceptions.SSLError(), Action.FAIL),
+        (requests.exceptions.SSLError(ssl.SSLCertVerificationError(1, "untrusted")), Action.FAIL),
+        (requests.exceptions.SSLError("EOF occurred in violation of protocol"), Action.RETRY),
         (requests.exceptions.ConnectionError(), Action.RETRY),
         (requests.exceptions.ReadTimeout(), Action.RETRY),
         (requests.exceptions.ChunkedEncodingError(), Action.RETRY),

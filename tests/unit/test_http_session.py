@@ -63,3 +63,16 @@ def test_every_response_is_shown_to_the_observer():
     session.get("https://api.partner.test/busy")
 
     assert seen == [200, 429]
+
+
+def test_a_certificate_failure_is_told_apart_from_a_connection_cut_during_tls():
+    import ssl  # noqa: PLC0415
+
+    import requests  # noqa: PLC0415
+
+    from connector.http.session import is_certificate_failure  # noqa: PLC0415
+
+    untrusted = requests.exceptions.SSLError(ssl.SSLCertVerificationError(1, "self-signed"))
+    cut = requests.exceptions.SSLError("EOF occurred in violation of protocol (_ssl.c:2427)")
+    assert is_certificate_failure(untrusted)
+    assert not is_certificate_failure(cut)

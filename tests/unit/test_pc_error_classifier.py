@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from pathlib import Path
 
 import pytest
@@ -106,7 +107,10 @@ def test_exception_maps_to_exactly_this_error(exc, expected):
 
 
 def test_ssl_error_is_not_retried_although_it_is_a_connection_error():
-    assert classify_exception(requests.exceptions.SSLError()) is Action.FAIL
+    untrusted = requests.exceptions.SSLError(ssl.SSLCertVerificationError(1, "untrusted"))
+    assert classify_exception(untrusted) is Action.FAIL
+    cut = requests.exceptions.SSLError("EOF occurred in violation of protocol")
+    assert classify_exception(cut) is Action.RETRY
 
 
 def test_error_carries_the_servers_code_and_message():

@@ -10,14 +10,18 @@ from collections import Counter
 import pytest
 import requests
 
+from sandbox.dynamics.errors import dataverse_responder
 from sandbox.faults import (
     DEFAULT_RETRY_AFTER_S,
     DEFAULT_SLOW_S,
+    DEFAULT_TIMEOUT_S,
     FaultInjector,
     FaultPlan,
     FaultRule,
+    partner_center_responder,
 )
 from sandbox.requestlog import RequestLog
+from sandbox.salesforce.errors import salesforce_responder
 
 
 def ok_app(environ, start_response):
@@ -252,7 +256,92 @@ def test_a_service_can_plug_in_its_own_error_bodies():
     assert json.loads(body)["error"]["code"] == "0x80072322"
 
 
-# -- the request log -----------------------------------------------------------------------
+# -- timeouts, early token expiry, quotas and concurrency limits ---------------------------
+
+
+class CountingApp:
+    """``ok_app`` that counts its calls: did the request reach the simulator (a write made)?"""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, environ, start_response):
+        self.calls += 1
+        return ok_app(environ, start_response)
+
+
+def test_a_timeout_does_the_request_then_withholds_the_reply():
+    app = CountingApp()
+    inj, sleeps = injector("svc:timeout=1,timeout_s=4")
+    with pytest.raises(ConnectionResetError):
+        Call(inj.wrap(app, "svc", route_of))()
+    assert app.calls == 1  # the write happened; the client never hears of it
+    assert sleeps == [4]
+    (entry,) = inj.log.entries()
+    assert (entry.status, entry.injected) == (None, "timeout")
+
+
+def test_the_default_timeout_outlasts_a_60_second_read_timeout():
+    assert FaultPlan.parse("svc:timeout=1").rule_for("svc", "x").timeout_s == DEFAULT_TIMEOUT_S
+    assert DEFAULT_TIMEOUT_S > 60
+
+
+def test_expire_expires_the_presented_token_and_lets_the_simulator_refuse_it():
+    expired = []
+
+    def expirer(header):
+        expired.append(header)
+        return header is not None
+
+    app = CountingApp()
+    inj, _ = injector()
+    inj.set_token_expirer("svc", expirer)
+    inj.script("svc", "*", "expire", "expire")
+    wrapped = inj.wrap(app, "svc", route_of)
+    seen = []
+    start = lambda status, headers, exc_info=None: seen.append(status)  # noqa: E731
+    list(wrapped({"PATH_INFO": "/a", "HTTP_AUTHORIZATION": "Bearer t1"}, start))
+    list(wrapped({"PATH_INFO": "/token"}, start))  # nothing to expire: an ordinary request
+    assert expired == ["Bearer t1", None]
+    assert app.calls == 2
+    assert [e.injected for e in inj.log.entries()] == ["expire", None]
+
+
+@pytest.mark.parametrize(
+    ("responder", "kind", "status", "code", "retry_after"),
+    [
+        (salesforce_responder, "quota", 403, "REQUEST_LIMIT_EXCEEDED", None),
+        (salesforce_responder, "concurrency", 403, "REQUEST_LIMIT_EXCEEDED", "1"),
+        (dataverse_responder, "concurrency", 429, "0x80072326", "1"),
+        (dataverse_responder, "quota", 429, "0x80072322", "1"),
+        (partner_center_responder, "quota", 429, None, "1"),
+    ],
+)
+def test_quota_and_concurrency_look_like_each_services_own_limits(
+    responder, kind, status, code, retry_after
+):
+    inj, _ = injector(responders={"svc": responder})
+    inj.script("svc", "*", kind)
+    got, headers, body = Call(inj.wrap(ok_app, "svc", route_of))()
+    assert got == status
+    assert headers.get("Retry-After") == retry_after
+    if code is not None:
+        text = body.decode()
+        assert code in text
+    (entry,) = inj.log.entries()
+    assert (entry.injected, entry.retry_after) == (kind, None if retry_after is None else 1.0)
+
+
+def test_salesforce_quota_reads_as_the_daily_limit_and_concurrency_as_the_long_request_one():
+    _, _, quota = salesforce_responder("quota", 1.0)
+    _, _, concurrent = salesforce_responder("concurrency", 1.0)
+    assert json.loads(quota)[0]["message"] == "TotalRequests Limit exceeded."
+    assert json.loads(concurrent)[0]["message"].startswith("ConcurrentPerOrgLongTxn")
+    _, _, dataverse = dataverse_responder("concurrency", 1.0)
+    assert "limit of 52" in json.loads(dataverse)["error"]["message"]
+
+
+# -- the request log ----------------------------------------------------------------------
 
 
 def test_every_request_is_logged_with_its_outcome():
@@ -280,6 +369,18 @@ def test_retry_after_sent_by_the_app_itself_is_logged():
     Call(inj.wrap(throttling_app, "svc", route_of))()
     (entry,) = inj.log.entries()
     assert (entry.status, entry.retry_after, entry.injected) == (429, 5.0, None)
+
+
+def test_a_listener_hears_each_entry_as_it_is_recorded():
+    log = RequestLog()
+    heard = []
+    log.add_listener(heard.append)
+    inj, _ = injector(log=log)
+    call = Call(inj.wrap(ok_app, "svc", route_of))
+    call("/a")
+    log.remove_listener(heard.append)
+    call("/b")
+    assert [e.route for e in heard] == ["a"]
 
 
 def test_log_clear_empties_it():
@@ -322,3 +423,28 @@ def test_a_slow_reply_times_out_a_client_with_a_short_timeout(sandbox, ca_sessio
     with pytest.raises(requests.ReadTimeout):
         ca_session.get(discovery_url(sandbox), timeout=0.2)
     assert time.monotonic() - started < 0.6
+
+
+@pytest.mark.e2e
+def test_a_timeout_over_the_wire_is_a_read_timeout_for_the_client(sandbox, ca_session):
+    sandbox.faults.set_plan("entra/discovery:timeout=1,timeout_s=0.6")
+    with pytest.raises(requests.ReadTimeout):
+        ca_session.get(discovery_url(sandbox), timeout=0.2)
+    [entry] = sandbox.log.entries(service="entra")
+    assert (entry.status, entry.injected) == (None, "timeout")
+
+
+@pytest.mark.e2e
+def test_an_expired_token_stays_refused_until_a_new_one_is_fetched(sandbox, ca_session):
+    def token():
+        value, _ = sandbox.tokens.issue_access_token(
+            client_id="c", audience="https://api.partner.microsoft.com", scopes=(), user=None
+        )
+        return {"Authorization": f"Bearer {value}"}
+
+    url = f"{sandbox.info['partner_center']['base_url']}/referrals"
+    first = token()
+    sandbox.faults.script("partner_center", "*", "expire")
+    assert ca_session.get(url, headers=first, timeout=5).status_code == 401
+    assert ca_session.get(url, headers=first, timeout=5).status_code == 401
+    assert ca_session.get(url, headers=token(), timeout=5).status_code != 401

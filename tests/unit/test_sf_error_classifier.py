@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import pytest
@@ -83,7 +84,11 @@ def test_simple_salesforce_errors_map_to_our_tree(status, body, action, error, c
         (requests.exceptions.ConnectTimeout("slow"), Action.RETRY, TransientError),
         (requests.exceptions.ReadTimeout("slow"), Action.RETRY, TransientError),
         (requests.exceptions.ChunkedEncodingError("cut"), Action.RETRY, TransientError),
-        (requests.exceptions.SSLError("untrusted"), Action.FAIL, PermanentError),
+        (
+            requests.exceptions.SSLError(ssl.SSLCertVerificationError(1, "untrusted")),
+            Action.FAIL,
+            PermanentError,
+        ),
         (ValueError("anything else"), Action.FAIL, PermanentError),
     ],
 )
