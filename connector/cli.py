@@ -13,8 +13,10 @@ from pathlib import Path
 
 from connector import __version__
 from connector.commands import add_commands
+from connector.crm_setup_commands import add_crm_setup_commands
 from connector.errors import ConfigError
 from connector.settings import load_settings
+from connector.webhook_commands import add_webhook_commands
 
 EXAMPLES = """\
 examples:
@@ -96,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sandbox_parser(commands)
     add_commands(commands)
+    add_webhook_commands(commands)
+    add_crm_setup_commands(commands)
     return parser
 
 
@@ -116,11 +120,7 @@ def run_login(args: argparse.Namespace) -> int:
     from connector.partner_center.build import build_partner_center  # noqa: PLC0415
 
     settings = load_settings(args.config)
-    connections = [c for c in settings.connections if args.connection in (None, c.name)]
-    if not connections:
-        print(f"referral-sync: no connection named {args.connection!r}", file=sys.stderr)
-        return 2
-    for conn in connections:
+    for conn in settings.chosen(args.connection):
         pc = build_partner_center(conn.partner_center, prompt=print)
         user = pc.auth.login()
         print(f"{conn.name}: signed in to Partner Center as {user}")

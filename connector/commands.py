@@ -9,22 +9,38 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.clock import SystemClock
 from connector.engine import CycleResult, RunReport
 from connector.engine.outbound import change_from_payload
-from connector.errors import ConfigError, MappingError, PermanentError, ReferralSyncError
+from connector.errors import (
+    AuthError,
+    ConfigError,
+    ConfigProblem,
+    MappingError,
+    PermanentError,
+    ReferralSyncError,
+    TransientError,
+)
 from connector.ports import DeadLetter, Direction, StateStore
-from connector.settings import Settings, load_settings
+from connector.settings import ConnectionSettings, Settings, load_settings, parse_listen
 from connector.state import open_state_store
 from connector.wiring import Connection, build_connection
 
+if TYPE_CHECKING:
+    from connector.observe.metrics import Metrics
+
 __all__ = ["add_commands"]
+
+STATUS_RUNS_SHOWN = 6
+EXPIRY_WARNING_DAYS = 14
+STATUS_RUNS_SCANNED = 50  # enough to find the last success behind a run of failures
 
 
 def add_commands(commands: Any) -> None:  # noqa: ANN401 - argparse's private subparsers type
@@ -47,8 +63,8 @@ def add_commands(commands: Any) -> None:  # noqa: ANN401 - argparse's private su
     run.add_argument("--duration", type=float, help="stop after this many seconds (default: never)")
     run.add_argument(
         "--listen",
-        default="127.0.0.1:8765",
-        help="where the ops HTTP server listens: /metrics /healthz /readyz /status",
+        help="host:port of the ops HTTP server (/metrics /healthz /readyz /status and the "
+        "webhooks); default: [server] listen, 127.0.0.1:8765",
     )
     run.set_defaults(func=run_daemon)
 
@@ -95,6 +111,7 @@ def add_commands(commands: Any) -> None:  # noqa: ANN401 - argparse's private su
     listing = actions.add_parser("list", help="the unresolved dead letters, oldest first")
     listing.add_argument("--config", type=Path, required=True)
     listing.add_argument("--all", action="store_true", help="resolved ones too")
+    listing.add_argument("--connection", help="only this connection's (default: every one)")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=run_dlq_list)
     for name, help_text, func in (
@@ -111,7 +128,8 @@ def add_commands(commands: Any) -> None:  # noqa: ANN401 - argparse's private su
 # -- shared ---------------------------------------------------------------------------------------
 
 
-def _configure(settings: Settings) -> None:
+def configure_logging_from(settings: Settings) -> None:
+    """JSON log lines on stderr, at the level and masking the settings ask for."""
     from connector.observe.logging import configure_logging  # noqa: PLC0415
 
     configure_logging(
@@ -121,7 +139,10 @@ def _configure(settings: Settings) -> None:
 
 @contextmanager
 def _store(settings: Settings) -> Iterator[StateStore]:
-    store = open_state_store(settings.state.url)
+    password = settings.state.password
+    store = open_state_store(
+        settings.state.url, password=None if password is None else password.reveal()
+    )
     try:
         yield store
     finally:
@@ -129,10 +150,19 @@ def _store(settings: Settings) -> Iterator[StateStore]:
 
 
 def _connections(
-    settings: Settings, store: StateStore, on_request: Callable[[str, int], None] | None = None
+    settings: Settings, store: StateStore, metrics: Metrics | None = None
 ) -> list[Connection]:
-    """Every connection built and checked (mapping, CRM metadata) before any cycle runs."""
-    return [build_connection(c, store, on_request=on_request) for c in settings.connections]
+    """Every connection built and checked (mapping, CRM metadata) before any cycle runs;
+    its requests and retries counted in ``metrics`` when given."""
+    return [
+        build_connection(
+            c,
+            store,
+            on_request=None if metrics is None else metrics.observe_request,
+            on_retry=None if metrics is None else metrics.observe_retry,
+        )
+        for c in settings.connections
+    ]
 
 
 def _report_line(report: RunReport) -> str:
@@ -148,32 +178,85 @@ def _report_line(report: RunReport) -> str:
 def run_daemon(args: argparse.Namespace) -> int:
     import structlog  # noqa: PLC0415
 
-    from connector.daemon.ops import Ops, parse_listen  # noqa: PLC0415
+    from connector.daemon.leases import LeaseKeeper, lease_ttl  # noqa: PLC0415
+    from connector.daemon.ops import Ops, serve_ops  # noqa: PLC0415
     from connector.daemon.scheduler import Daemon  # noqa: PLC0415
     from connector.observe.metrics import Metrics  # noqa: PLC0415
 
-    host, port = parse_listen(args.listen)
     settings = load_settings(args.config)
-    _configure(settings)
+    if args.listen is not None:  # a bad --listen is refused before anything starts
+        try:
+            parse_listen(args.listen)
+        except ValueError as exc:
+            raise ConfigError([ConfigProblem("(command line)", "--listen", str(exc))]) from None
+    configure_logging_from(settings)
     clock = SystemClock()
     with _store(settings) as store:
         metrics = Metrics()
-        connections = _connections(settings, store, metrics.observe_request)
+        connections = [_with_progress_log(c) for c in _connections(settings, store, metrics)]
+        _check_sign_ins(settings, connections)
         ops = Ops(connections, store, clock=clock, metrics=metrics)
-        url = ops.serve(host, port)
-        structlog.get_logger("connector.daemon").info("ops_server_started", url=url)
+        leases = LeaseKeeper(
+            store,
+            {
+                c.settings.name: lease_ttl(
+                    c.settings.interval_seconds, settings.state.lease_ttl_seconds
+                )
+                for c in connections
+            },
+        )
+        daemon = Daemon(connections, clock=clock, on_cycle=ops.observe, leases=leases)
+        url = serve_ops(settings, ops, daemon, clock=clock, listen=args.listen)
+        structlog.get_logger("connector.daemon").info(
+            "ops_server_started", url=url, webhooks=settings.webhooks.enabled
+        )
         try:
-            daemon = Daemon(connections, clock=clock, on_cycle=ops.observe)
             return daemon.run_until_stopped(duration=args.duration)
         finally:
             ops.stop()
 
 
+def _check_sign_ins(settings: Settings, connections: list[Connection]) -> None:
+    """Refuse to start a daemon that cannot sign in to Partner Center (no usable token in the
+    cache, a revoked refresh token): every such connection named, with what to do."""
+    problems = []
+    for connection in connections:
+        try:
+            connection.partner_center.auth.token()
+        except AuthError as exc:
+            name = connection.settings.name
+            problems.append(
+                ConfigProblem(str(settings.source), f"connection.{name}.partner_center", str(exc))
+            )
+        except TransientError:  # Entra unreachable now: the cycles retry, and readiness says so
+            continue
+    if problems:
+        raise ConfigError(problems)
+
+
 def _cycles(args: argparse.Namespace, *, plan: bool) -> list[CycleResult]:
     settings = load_settings(args.config)
-    _configure(settings)
+    configure_logging_from(settings)
     with _store(settings) as store:
-        return [c.sync.run_cycle(plan=plan) for c in _connections(settings, store)]
+        connections = _connections(settings, store)
+        if args.json or not sys.stdout.isatty():
+            return [_with_progress_log(c).sync.run_cycle(plan=plan) for c in connections]
+        from rich.console import Console  # noqa: PLC0415
+
+        from connector.observe.progress import TerminalProgress  # noqa: PLC0415
+
+        with TerminalProgress(Console(file=sys.stdout)) as progress:  # a person is watching
+            for connection in connections:
+                connection.sync.on_progress = progress
+            return [c.sync.run_cycle(plan=plan) for c in connections]
+
+
+def _with_progress_log(connection: Connection) -> Connection:
+    """``connection`` with a ``cycle_progress`` log line every 10 s of a long cycle."""
+    from connector.observe.progress import ProgressLog  # noqa: PLC0415
+
+    connection.sync.on_progress = ProgressLog()
+    return connection
 
 
 def run_once(args: argparse.Namespace) -> int:
@@ -225,48 +308,47 @@ def run_check(args: argparse.Namespace) -> int:
                 f"{conn.name}: OK (Partner Center signed in; {conn.crm} has every field, key and "
                 f"stage of {spec.source})"
             )
+            warning = _expiry_warning(conn, settings.source)
+            if warning:
+                print(f"  WARNING: {warning}")
     return 1 if failed else 0
+
+
+def _expiry_warning(conn: ConnectionSettings, config: Path) -> str | None:
+    from connector.partner_center.token_status import read_token_status  # noqa: PLC0415
+
+    token = read_token_status(conn.partner_center.token_cache)
+    days = token.days_left(SystemClock().now())
+    if days is None or days > EXPIRY_WARNING_DAYS:
+        return None
+    return (
+        f"the Partner Center refresh token lapses in {max(days, 0):.0f} day(s) unless used; "
+        f"keep the daemon running, or `referral-sync login partner-center --config {config}`"
+    )
 
 
 # -- status and dead letters ----------------------------------------------------------------------
 
 
 def run_status(args: argparse.Namespace) -> int:
+    """Per connection: lag, last successes, dead letters, the sign-in's expiry, last cycles."""
     settings = load_settings(args.config)
+    now = SystemClock().now()
     with _store(settings) as store:
-        data: list[dict[str, Any]] = []
-        for conn in settings.connections:
-            runs = store.recent_runs(conn.name, limit=6)
-            dead = store.dead_letters(conn.name)
-            data.append(
-                {
-                    "connection": conn.name,
-                    "crm": conn.crm,
-                    "interval_seconds": conn.interval_seconds,
-                    "dead_letters": len(dead),
-                    "runs": [
-                        {
-                            "direction": str(r.direction),
-                            "started_at": r.started_at.isoformat(),
-                            "finished_at": None
-                            if r.finished_at is None
-                            else r.finished_at.isoformat(),
-                            "outcome": r.outcome,
-                            "counts": dict(r.counts),
-                            "errors": list(r.errors),
-                        }
-                        for r in runs
-                    ],
-                }
-            )
+        data = [_status_of(conn, store, now) for conn in settings.connections]
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
     for item in data:
+        lag = item["lag_seconds"]
+        behind = "never synced" if lag is None else f"{lag:.0f} s behind Partner Center"
         print(
             f"{item['connection']} ({item['crm']}, every {item['interval_seconds']:g} s): "
-            f"{item['dead_letters']} dead letter(s)"
+            f"{behind}; {item['dead_letters']} dead letter(s)"
         )
+        print(f"  Partner Center sign-in: {_describe_token(item['partner_center_token'], now)}")
+        if item["lease_holder"]:
+            print(f"  synced by {item['lease_holder']} (holds the lease)")
         if not item["runs"]:
             print("  no cycle yet")
         for run in item["runs"]:
@@ -274,6 +356,53 @@ def run_status(args: argparse.Namespace) -> int:
             outcome = run["outcome"] or "running"
             print(f"  {run['started_at']}  {run['direction']:<8} {outcome}  {counts}")
     return 0
+
+
+def _status_of(conn: ConnectionSettings, store: StateStore, now: datetime) -> dict[str, Any]:
+    from connector.daemon.health import ConnectionHealth  # noqa: PLC0415
+    from connector.partner_center.token_status import read_token_status  # noqa: PLC0415
+
+    health = ConnectionHealth(
+        name=conn.name,
+        crm=conn.crm,
+        interval_seconds=conn.interval_seconds,
+        runs=tuple(store.recent_runs(conn.name, limit=STATUS_RUNS_SCANNED)),
+        dead_letters=tuple(store.dead_letters(conn.name)),
+        lag_seconds=None,
+    )
+    last = {str(d): health.last_success(d) for d in (Direction.OUTBOUND, Direction.INBOUND)}
+    inbound = last[str(Direction.INBOUND)]
+    return {
+        "connection": conn.name,
+        "crm": conn.crm,
+        "interval_seconds": conn.interval_seconds,
+        "lag_seconds": None if inbound is None else max(0.0, (now - inbound).total_seconds()),
+        "last_success": {d: None if t is None else t.isoformat() for d, t in last.items()},
+        "dead_letters": len(health.dead_letters),
+        "lease_holder": store.lease_holder(conn.name),
+        "partner_center_token": read_token_status(conn.partner_center.token_cache).as_dict(),
+        "runs": [
+            {
+                "direction": str(r.direction),
+                "started_at": r.started_at.isoformat(),
+                "finished_at": None if r.finished_at is None else r.finished_at.isoformat(),
+                "outcome": r.outcome,
+                "counts": dict(r.counts),
+                "errors": list(r.errors),
+            }
+            for r in health.runs[:STATUS_RUNS_SHOWN]
+        ],
+    }
+
+
+def _describe_token(token: dict[str, Any], now: datetime) -> str:
+    if token["problem"]:
+        return str(token["problem"])
+    expires = token["refresh_idle_expires_at"]
+    if expires is None:
+        return "signed in (access token only)"
+    days = (datetime.fromisoformat(expires) - now).total_seconds() / 86_400
+    return f"signed in; lapses if unused for {days:.0f} more day(s) (by {expires[:10]})"
 
 
 def _dead_letter_dict(d: DeadLetter, *, payload: bool) -> dict[str, Any]:
@@ -296,7 +425,7 @@ def _dead_letter_dict(d: DeadLetter, *, payload: bool) -> dict[str, Any]:
 def run_dlq_list(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     with _store(settings) as store:
-        letters = store.dead_letters(include_resolved=args.all)
+        letters = store.dead_letters(args.connection, include_resolved=args.all)
     if args.json:
         print(json.dumps([_dead_letter_dict(d, payload=False) for d in letters], indent=2))
         return 0
@@ -337,7 +466,7 @@ def run_dlq_drop(args: argparse.Namespace) -> int:
 
 def run_dlq_replay(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    _configure(settings)
+    configure_logging_from(settings)
     with _store(settings) as store:
         found = _find(store, args.id)
         if found is None:

@@ -13,21 +13,26 @@ from __future__ import annotations
 
 import collections
 import random
+import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from connector.daemon.http import WEBHOOK_PATH
-from connector.daemon.ops import Ops
+from connector.daemon.ops import Ops, serve_ops
 from connector.daemon.scheduler import Daemon
 from connector.engine import CycleResult, RunReport
-from connector.http.session import build_session
 from connector.observe.metrics import Metrics
-from connector.settings import load_settings
+from connector.settings import WebhookSettings, load_settings
 from connector.state import open_state_store
 from connector.tour import write_sandbox_config
-from connector.webhooks import WebhookVerifier, make_webhook_handler, register_webhook
+from connector.webhooks.setup import (
+    build_verifier,
+    connection_webhook_url,
+    register_connection,
+    webhook_handlers,
+    webhook_path,
+)
 from connector.wiring import Connection, build_connection
 from sandbox.app import Sandbox
 
@@ -46,7 +51,9 @@ def run_demo(
     state_dir = state_dir.resolve()  # the config it writes names absolute paths
     state_dir.mkdir(parents=True, exist_ok=True)
     with Sandbox(state_dir, referrals=referrals, user_realm_port=None) as sandbox:
-        config = write_sandbox_config(sandbox, state_dir, interval_seconds=DEMO_INTERVAL_S)
+        config = write_sandbox_config(
+            sandbox, state_dir, interval_seconds=DEMO_INTERVAL_S, webhooks_port=free_port()
+        )
         settings = load_settings(config)
         say(f"sandbox up; config {config}; state {settings.state.url}")
         say(f"  Partner Center {sandbox.info['partner_center']['base_url']}")
@@ -54,12 +61,14 @@ def run_demo(
         store = open_state_store(settings.state.url)
         try:
             metrics = Metrics()
+            conn_settings = settings.connections[0]
             connection = build_connection(
-                settings.connections[0],
+                conn_settings,
                 store,
                 clock=sandbox.clock,
                 prompt=lambda m: None,
                 on_request=metrics.observe_request,
+                on_retry=metrics.observe_retry,
             )
             user = connection.partner_center.auth.login()
             say(f"signed in to Partner Center as {user}; syncing every {DEMO_INTERVAL_S} s")
@@ -80,8 +89,11 @@ def run_demo(
             daemon = Daemon(
                 [connection], clock=sandbox.clock, on_cycle=report, on_webhook_sync=pushed
             )
-            url = serve_with_webhooks(sandbox, connection, ops, daemon)
+            url = serve_ops(settings, ops, daemon, clock=sandbox.clock)
+            hook = connection_webhook_url(settings.webhooks, conn_settings.name)
+            register_connection(conn_settings, connection.partner_center.auth, hook)
             say(f"status page {url}/status   metrics {url}/metrics   readiness {url}/readyz")
+            say(f"webhooks    {hook} (registered with the sandbox's Partner Center)")
             stop = threading.Event()
             rng = random.Random(seed)  # noqa: S311 - a simulated salesperson, not security
             worker = threading.Thread(target=_work, args=(sandbox, rng, stop, say), daemon=True)
@@ -98,19 +110,29 @@ def run_demo(
     return status
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on now (the ops server takes it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def serve_with_webhooks(sandbox: Sandbox, connection: Connection, ops: Ops, daemon: Daemon) -> str:
-    """The ops server with the webhook route, registered with the sandbox's Partner Center."""
+    """The ops server on a free loopback port with ``connection``'s webhook route, registered
+    with the sandbox's Partner Center (for tests and benchmarks that build their own daemon)."""
     hooks = sandbox.info["webhooks"]
-    session = build_session(ca_bundle=sandbox.info["ca_bundle"])
-    verifier = WebhookVerifier(
-        Path(sandbox.info["ca_bundle"]),
-        allowed_certificate_hosts=(hooks["certificate_host"],),
-        session=session,
-        clock=sandbox.clock,
+    webhooks = WebhookSettings(
+        enabled=True,
+        certificate_hosts=(hooks["certificate_host"],),
+        trusted_ca=Path(sandbox.info["ca_bundle"]),
     )
-    url = ops.serve("127.0.0.1", 0, webhook=make_webhook_handler(verifier, daemon.on_webhook))
-    register_webhook(
-        session, hooks["base_url"], connection.partner_center.auth, f"{url}{WEBHOOK_PATH}"
+    verifier = build_verifier(webhooks, clock=sandbox.clock)
+    name = connection.settings.name
+    handlers = webhook_handlers(verifier, [name], daemon.webhook_receiver)
+    url = ops.serve("127.0.0.1", 0, webhooks=handlers)
+    register_connection(
+        connection.settings, connection.partner_center.auth, url + webhook_path(name)
     )
     return url
 

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
+from urllib.parse import urlsplit
 
 from connector.errors import ConfigError, ConfigProblem
 
@@ -35,6 +36,8 @@ AuthMode = Literal["device_code", "password", "refresh_token"]
 _AUTH_MODES: tuple[AuthMode, ...] = ("device_code", "password", "refresh_token")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_STATE_URL = "sqlite:///state/referral-sync.db"
+DEFAULT_LISTEN = "127.0.0.1:8765"
+DEFAULT_WEBHOOK_BASE_URL = "https://api.partnercenter.microsoft.com"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,8 @@ class PartnerCenterSettings:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     retry: RetrySettings = field(default_factory=RetrySettings)
+    webhook_base_url: str = DEFAULT_WEBHOOK_BASE_URL  # the webhook registration API's root
+    write_concurrency: int = 8  # PATCHes in flight at once (the API has no batch update)
 
 
 SalesforceAuthMode = Literal["client_credentials", "jwt"]
@@ -139,7 +144,40 @@ class LoggingSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StateSettings:
+    """Where the state lives. ``password`` (from ``password_env``/``password_file``) replaces the
+    URL's own, so a PostgreSQL password need not be written in the file. ``lease_ttl_seconds``:
+    how long a connection's leader lease lasts unrenewed (default: the connection's interval,
+    at least 3 s), i.e. how soon a replica takes over a dead one's connections."""
+
     url: str = DEFAULT_STATE_URL
+    password: Secret | None = None
+    lease_ttl_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerSettings:
+    """The ops HTTP server (``/metrics``, ``/healthz``, ``/readyz``, ``/status``, webhooks)."""
+
+    listen: str = DEFAULT_LISTEN  # host:port; loopback unless you mean otherwise
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookSettings:
+    """Partner Center webhooks into the ops server, at ``/webhooks/partner-center/<connection>``.
+
+    ``public_url``: the https root Partner Center reaches that server at (a reverse proxy that
+    terminates TLS, usually); ``referral-sync webhooks register`` registers
+    ``public_url + /webhooks/partner-center/<connection>`` with each connection's tenant.
+    ``certificate_hosts``: the hosts an ``X-MS-Certificate-Url`` may name (anything else is
+    never fetched); ``trusted_ca``: the CAs the signing certificate must chain to (certifi's
+    when absent); ``max_age_seconds``: how old (or how far ahead) an event may be.
+    """
+
+    enabled: bool = False
+    public_url: str = ""
+    certificate_hosts: tuple[str, ...] = ()
+    trusted_ca: Path | None = None
+    max_age_seconds: float = 600.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,12 +186,28 @@ class Settings:
     connections: tuple[ConnectionSettings, ...]
     state: StateSettings = field(default_factory=StateSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     def connection(self, name: str) -> ConnectionSettings:
         for conn in self.connections:
             if conn.name == name:
                 return conn
         raise KeyError(name)
+
+    def chosen(self, name: str | None) -> list[ConnectionSettings]:
+        """Every connection (``name`` None) or the one named, as a command's ``--connection``
+        picks; an unknown name is a ``ConfigError`` listing the known ones."""
+        if name is None:
+            return list(self.connections)
+        try:
+            return [self.connection(name)]
+        except KeyError:
+            known = ", ".join(c.name for c in self.connections)
+            problem = ConfigProblem(
+                "(command line)", "--connection", f"no {name!r}; known: {known}"
+            )
+            raise ConfigError([problem]) from None
 
 
 def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
@@ -294,8 +348,9 @@ class _Reader:
 
     def https_url(self, raw: Mapping[str, Any], key: str, where: str) -> str:
         value = self.string(raw, key, where)
-        if value and not value.startswith("https://"):
-            self.fail(_join(where, key), f"must be an https:// URL, got {value!r}")
+        problem = _https_url_problem(value) if value else None
+        if problem is not None:
+            self.fail(_join(where, key), problem)
         return value.rstrip("/")
 
     def path(self, raw: Mapping[str, Any], key: str, where: str, *, must_exist: bool) -> Path:
@@ -328,7 +383,12 @@ class _Reader:
             path = self.path(raw, file_key, where, must_exist=True)
             if not path.is_file():
                 return None
-            value = path.read_text(encoding="utf-8").strip()
+            try:
+                value = path.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                why = "is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "unreadable"
+                self.fail(_join(where, file_key), f"{why}: {path}")
+                return None
             if not value:
                 self.fail(_join(where, file_key), f"file is empty: {path}")
                 return None
@@ -340,10 +400,22 @@ class _Reader:
     # -- sections ----------------------------------------------------------------------------
 
     def settings(self, raw: dict[str, Any]) -> Settings | None:
-        self.unknown(raw, {"connection", "state", "logging"}, "")
+        self.unknown(raw, {"connection", "state", "logging", "server", "webhooks"}, "")
         state_raw = self.table(raw, "state", "")
-        self.unknown(state_raw, {"url"}, "state")
-        state = StateSettings(url=self.string(state_raw, "url", "state", default=DEFAULT_STATE_URL))
+        self.unknown(
+            state_raw,
+            {"url", "password", "password_env", "password_file", "lease_ttl_seconds"},
+            "state",
+        )
+        state = StateSettings(
+            url=self.string(state_raw, "url", "state", default=DEFAULT_STATE_URL),
+            password=self.secret(state_raw, "password", "state", required=False),
+            lease_ttl_seconds=None
+            if "lease_ttl_seconds" not in state_raw
+            else self.number(
+                state_raw, "lease_ttl_seconds", "state", default=30.0, minimum=3.0, maximum=3600.0
+            ),
+        )
         log_raw = self.table(raw, "logging", "")
         self.unknown(log_raw, {"level", "mask_customer_contacts"}, "logging")
         logging = LoggingSettings(
@@ -365,7 +437,60 @@ class _Reader:
         for name in sorted({n for n in names if names.count(n) > 1}):
             self.fail("connection", f"the name {name!r} is used more than once")
         return Settings(
-            source=self.file, connections=tuple(connections), state=state, logging=logging
+            source=self.file,
+            connections=tuple(connections),
+            state=state,
+            logging=logging,
+            server=self.server(self.table(raw, "server", "")),
+            webhooks=self.webhooks(self.table(raw, "webhooks", "")),
+        )
+
+    def server(self, raw: dict[str, Any]) -> ServerSettings:
+        self.unknown(raw, {"listen"}, "server")
+        listen = self.string(raw, "listen", "server", default=DEFAULT_LISTEN)
+        try:
+            parse_listen(listen)
+        except ValueError as exc:
+            self.fail("server.listen", str(exc))
+        return ServerSettings(listen=listen)
+
+    def webhooks(self, raw: dict[str, Any]) -> WebhookSettings:
+        where = "webhooks"
+        self.unknown(
+            raw,
+            {"enabled", "public_url", "certificate_hosts", "trusted_ca", "max_age_seconds"},
+            where,
+        )
+        enabled = self.boolean(raw, "enabled", where, default=False)
+        hosts = raw.get("certificate_hosts", [])
+        if not isinstance(hosts, list) or not all(isinstance(h, str) and h.strip() for h in hosts):
+            self.fail(_join(where, "certificate_hosts"), "must be a list of host names")
+            hosts = []
+        public_url = ""
+        if enabled or "public_url" in raw:
+            public_url = self.string(raw, "public_url", where).rstrip("/")
+            if public_url and not _public_url_ok(public_url):
+                self.fail(
+                    _join(where, "public_url"),
+                    f"must be an https:// URL (http:// only on loopback), got {public_url!r}",
+                )
+        if enabled and not hosts:
+            self.fail(
+                _join(where, "certificate_hosts"),
+                "is required when webhooks are enabled: the host(s) Partner Center's "
+                "X-MS-Certificate-Url names (a rejected delivery's log line shows it)",
+            )
+        trusted_ca = None
+        if raw.get("trusted_ca") is not None:
+            trusted_ca = self.path(raw, "trusted_ca", where, must_exist=True)
+        return WebhookSettings(
+            enabled=enabled,
+            public_url=public_url,
+            certificate_hosts=tuple(h.strip().lower() for h in hosts),
+            trusted_ca=trusted_ca,
+            max_age_seconds=self.number(
+                raw, "max_age_seconds", where, default=600.0, minimum=30.0, maximum=86_400.0
+            ),
         )
 
     def connection(self, raw: object, where: str) -> ConnectionSettings | None:
@@ -424,7 +549,7 @@ class _Reader:
                 "connect_timeout", "read_timeout", "retry",
                 "client_secret", "client_secret_env", "client_secret_file",
                 "password", "password_env", "password_file",
-                "refresh_token", "refresh_token_file",
+                "refresh_token", "refresh_token_file", "webhook_base_url", "write_concurrency",
             },
             where,
         )  # fmt: skip
@@ -466,6 +591,14 @@ class _Reader:
                 raw, "read_timeout", where, default=60.0, minimum=0.1, maximum=600.0
             ),
             retry=self.retry(self.table(raw, "retry", where), _join(where, "retry")),
+            webhook_base_url=self.https_url(
+                {"webhook_base_url": raw.get("webhook_base_url", DEFAULT_WEBHOOK_BASE_URL)},
+                "webhook_base_url",
+                where,
+            ),
+            write_concurrency=int(
+                self.number(raw, "write_concurrency", where, default=8, minimum=1, maximum=32)
+            ),
         )
 
     def salesforce(self, raw: dict[str, Any], where: str) -> SalesforceSettings:
@@ -597,6 +730,41 @@ class _Reader:
             base_seconds=base,
             cap_seconds=cap,
         )
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``host:port`` → (host, port); a ValueError with the reason otherwise."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"must be host:port (e.g. {DEFAULT_LISTEN}), got {text!r}")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def _public_url_ok(url: str) -> bool:
+    """https anywhere; plain http only to this machine (the sandbox, a local proxy)."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS)
+
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _https_url_problem(value: str) -> str | None:
+    """Why ``value`` is no usable https endpoint, or None. Never echoes user:password@."""
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        return "is not a valid URL"
+    if parts.username is not None or parts.password is not None:
+        return "must not hold a user name or password (give secrets as *_env or *_file)"
+    if parts.scheme != "https":
+        return f"must be an https:// URL, got {value!r}"
+    if not parts.hostname or any(c.isspace() for c in value):
+        return f"must name a host, with no spaces, got {value!r}"
+    return None
 
 
 def _join(where: str, key: str) -> str:

@@ -43,6 +43,7 @@ auth_mode = "device_code"
 token_cache = "{state_dir}/partner-center-token-cache.json"
 ca_bundle = "{ca_bundle}"
 poll_overlap_seconds = 60
+webhook_base_url = "{webhook_base_url}"
 
 [connection.salesforce]
 instance_url = "{sf_instance_url}"
@@ -54,9 +55,28 @@ ca_bundle = "{ca_bundle}"
 """
 
 
+WEBHOOKS_TEMPLATE = """
+# The ops server, and Partner Center's signed events into it (`referral-sync webhooks register`).
+[server]
+listen = "127.0.0.1:{port}"
+
+[webhooks]
+enabled = true
+public_url = "http://127.0.0.1:{port}"
+certificate_hosts = ["{certificate_host}"]
+trusted_ca = "{ca_bundle}"
+"""
+
+
 def write_sandbox_config(
-    sandbox: Sandbox, state_dir: Path, *, interval_seconds: float = 30
+    sandbox: Sandbox,
+    state_dir: Path,
+    *,
+    interval_seconds: float = 30,
+    webhooks_port: int | None = None,
 ) -> Path:
+    """A config for one connection to ``sandbox``; with ``webhooks_port``, the ops server
+    listens on that loopback port and takes the sandbox's signed webhooks there."""
     info = sandbox.info
     salesforce = info["salesforce"]
     secret = state_dir / "salesforce-client-secret"
@@ -75,6 +95,16 @@ def write_sandbox_config(
             authority=info["entra"]["authority"],
             client_id=info["entra"]["partner_center"]["client_id"],
             ca_bundle=Path(info["ca_bundle"]).resolve(),
+            webhook_base_url=info["webhooks"]["base_url"],
+        )
+        + (
+            ""
+            if webhooks_port is None
+            else WEBHOOKS_TEMPLATE.format(
+                port=webhooks_port,
+                certificate_host=info["webhooks"]["certificate_host"],
+                ca_bundle=Path(info["ca_bundle"]).resolve(),
+            )
         ),
         encoding="utf-8",
     )

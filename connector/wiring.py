@@ -69,10 +69,18 @@ def build_connection(
     logger: FilteringBoundLogger | None = None,
     prompt: Callable[[str], None] | None = None,
     on_request: Callable[[str, int], None] | None = None,
+    on_retry: Callable[[str, float, bool], None] | None = None,
     check_metadata: bool = True,
 ) -> Connection:
-    """``on_request(service, status)`` is told of every HTTP response (the request metrics)."""
+    """``on_request(service, status)`` is told of every HTTP response and ``on_retry(service,
+    wait_seconds, asked_by_server)`` of every back-off sleep (the request and retry metrics)."""
     spec = load_connection_mapping(settings)
+
+    def retries(service: str) -> Callable[[float, bool], None] | None:
+        if on_retry is None:
+            return None
+        report = on_retry
+        return lambda wait, asked: report(service, wait, asked)
 
     def observer(service: str) -> Callable[[requests.Response], None] | None:
         if on_request is None:
@@ -89,6 +97,7 @@ def build_connection(
             read_fields=spec.read_fields(),
             now=time.now,
             on_response=observer("dynamics"),
+            on_retry=retries("dynamics"),
             logger=logger,
         ).adapter
     elif settings.crm == "salesforce" and settings.salesforce is not None:
@@ -97,6 +106,7 @@ def build_connection(
             read_fields=spec.read_fields(),
             now=time.now,
             on_response=observer("salesforce"),
+            on_retry=retries("salesforce"),
             logger=logger,
         ).adapter
     else:
@@ -116,6 +126,7 @@ def build_connection(
         prompt=prompt,
         now=time.now,
         on_response=observer("partner_center"),
+        on_retry=retries("partner_center"),
         logger=logger,
     )
     sync = ConnectionSync(

@@ -44,7 +44,8 @@ class ConnectionHealth:
     runs: tuple[RunRecord, ...]
     dead_letters: tuple[DeadLetter, ...]
     lag_seconds: float | None
-    token_expires_at: datetime | None = None
+    token_expires_at: datetime | None = None  # when the Partner Center sign-in lapses if unused
+    lease_holder: str | None = None  # the daemon process syncing it, when leases are in use
 
     def last_finished(self, direction: Direction) -> RunRecord | None:
         """The newest run of ``direction`` that has finished, whatever its outcome."""

@@ -7,8 +7,12 @@ GET  /readyz                       200   ``{"ready": true, "connections": {name:
                                    503   ``{"ready": false, "connections": {name: reason}}``
 GET  /status                       200   the status page (HTML, refreshes itself)
 GET  /status.json                  200   the same data as JSON
-POST /webhooks/partner-center      ...   the webhook handler's response (404 when there is none)
+POST /webhooks/partner-center/C    ...   connection C's webhook handler's response (404: none)
+POST /webhooks/partner-center      ...   the same, when exactly one connection takes webhooks
 =================================  ====  =====================================================
+
+Each connection registers its own URL with its own Partner Center tenant (``referral-sync
+webhooks register``), so an event is synced on the connection it belongs to and nowhere else.
 
 Anything else is a 404 with a JSON body; a known path with the wrong method is a 405 naming the
 allowed ones. A handler that raises gives a 500 (logged); a health source that raises makes
@@ -27,7 +31,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeAlias
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -41,8 +45,17 @@ from connector.daemon import status_data, status_page
 from connector.daemon.health import HealthSource
 from connector.observe.metrics import CONTENT_TYPE, Metrics
 from connector.ports import Clock
+from connector.webhooks.setup import WEBHOOK_PATH, webhook_path
 
-__all__ = ["MAX_BODY_BYTES", "WEBHOOK_PATH", "StatusServer", "WSGIApp", "make_app"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "WEBHOOK_PATH",
+    "StatusServer",
+    "WSGIApp",
+    "Webhook",
+    "make_app",
+    "webhook_path",
+]
 
 WSGIApp: TypeAlias = WSGIApplication
 Webhook: TypeAlias = Callable[[Request], Response]
@@ -50,7 +63,6 @@ Webhook: TypeAlias = Callable[[Request], Response]
 MAX_BODY_BYTES = 1 << 20  # a webhook notification is small; refuse anything near this
 IDLE_TIMEOUT_S = 30.0  # a kept-alive or slow client gives its worker thread back after this
 HTML = "text/html; charset=utf-8"
-WEBHOOK_PATH = "/webhooks/partner-center"
 # Inline CSS only: even a value that escaped escaping could not run a script on this page.
 PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
@@ -66,15 +78,16 @@ def make_app(
     metrics: Metrics,
     *,
     clock: Clock,
-    webhook: Webhook | None = None,
+    webhooks: Mapping[str, Webhook] | None = None,
 ) -> WSGIApp:
-    """The ops WSGI app over ``health`` and ``metrics`` (see the module docstring)."""
-    return _OpsApp(health, metrics, clock, webhook)
+    """The ops WSGI app over ``health`` and ``metrics`` (see the module docstring), with one
+    webhook handler per connection name in ``webhooks``."""
+    return _OpsApp(health, metrics, clock, dict(webhooks or {}))
 
 
 class _OpsApp:
     def __init__(
-        self, health: HealthSource, metrics: Metrics, clock: Clock, webhook: Webhook | None
+        self, health: HealthSource, metrics: Metrics, clock: Clock, webhooks: dict[str, Webhook]
     ) -> None:
         self._health = health
         self._metrics = metrics
@@ -88,8 +101,11 @@ class _OpsApp:
             "/status.json": self._get_status_json,
         }
         rules = [Rule(path, endpoint=path, methods=["GET"]) for path in routes]
-        if webhook is not None:
-            routes[WEBHOOK_PATH] = webhook
+        for name, handler in webhooks.items():
+            routes[webhook_path(name)] = handler
+            rules.append(Rule(webhook_path(name), endpoint=webhook_path(name), methods=["POST"]))
+        if len(webhooks) == 1:
+            routes[WEBHOOK_PATH] = next(iter(webhooks.values()))
             rules.append(Rule(WEBHOOK_PATH, endpoint=WEBHOOK_PATH, methods=["POST"]))
         self._routes = routes
         self._map = Map(rules)

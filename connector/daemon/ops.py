@@ -7,17 +7,21 @@ cycle finished (a quiet Partner Center is not lag; a daemon that stopped polling
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from connector.daemon.health import ConnectionHealth
 from connector.daemon.http import StatusServer, Webhook, make_app
+from connector.daemon.scheduler import Daemon
 from connector.engine import CycleResult
 from connector.observe.metrics import Metrics
+from connector.partner_center.token_status import read_token_status
 from connector.ports import Clock, Direction, StateStore
+from connector.settings import Settings, parse_listen
+from connector.webhooks.setup import build_verifier, webhook_handlers
 from connector.wiring import Connection
 
-__all__ = ["Ops", "parse_listen"]
+__all__ = ["Ops", "serve_ops"]
 
 RECENT_RUNS = 12
 
@@ -53,6 +57,10 @@ class Ops:
             runs=tuple(self._store.recent_runs(name, limit=RECENT_RUNS)),
             dead_letters=tuple(self._store.dead_letters(name)),
             lag_seconds=None,
+            token_expires_at=read_token_status(
+                connection.settings.partner_center.token_cache
+            ).refresh_idle_expires_at,
+            lease_holder=self._store.lease_holder(name),
         )
         last = found.last_success(Direction.INBOUND)
         if last is None:
@@ -71,10 +79,10 @@ class Ops:
 
     # -- the server -----------------------------------------------------------------------------
 
-    def serve(self, host: str, port: int, *, webhook: Webhook | None = None) -> str:
-        """Start the HTTP server in a background thread (with the webhook route if given);
-        its URL."""
-        app = make_app(self, self.metrics, clock=self._clock, webhook=webhook)
+    def serve(self, host: str, port: int, *, webhooks: Mapping[str, Webhook] | None = None) -> str:
+        """Start the HTTP server in a background thread (with a webhook route per connection
+        in ``webhooks``); its URL."""
+        app = make_app(self, self.metrics, clock=self._clock, webhooks=webhooks)
         self._server = StatusServer(app, host=host, port=port).start()
         return self._server.url
 
@@ -84,9 +92,16 @@ class Ops:
             self._server = None
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """``host:port`` → (host, port); a ValueError with the reason otherwise."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--listen takes host:port (e.g. 127.0.0.1:8765), got {text!r}")
-    return host, int(port)
+def serve_ops(
+    settings: Settings, ops: Ops, daemon: Daemon, *, clock: Clock, listen: str | None = None
+) -> str:
+    """Start ``ops``' HTTP server where ``listen`` (else ``[server] listen``) says, with a
+    webhook route per connection when ``[webhooks] enabled``; its URL."""
+    host, port = parse_listen(listen or settings.server.listen)
+    if not settings.webhooks.enabled:
+        return ops.serve(host, port)
+    verifier = build_verifier(settings.webhooks, clock=clock)
+    names = [c.settings.name for c in daemon.connections]
+    return ops.serve(
+        host, port, webhooks=webhook_handlers(verifier, names, daemon.webhook_receiver)
+    )

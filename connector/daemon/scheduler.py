@@ -7,9 +7,10 @@ isolated: one that fails is recorded and retried at its next interval while the 
 A state store failure stops the daemon (exit 1) rather than let it lose track.
 
 Webhook events (:meth:`Daemon.on_webhook`) are queued and synced at once by a worker thread:
-each named referral is read afresh and put through the inbound direction, under the same lock
-per connection as the scheduled cycle, so the two never write at the same time. The poll goes
-on regardless and catches any event that was lost.
+each named referral is read afresh and put through the inbound direction of the connection the
+event came in for (every connection when none is named), under the same lock per connection as
+the scheduled cycle, so the two never write at the same time. The poll goes on regardless and
+catches any event that was lost.
 
 On SIGTERM or SIGINT the scheduler stops taking new runs; the cycle in flight finishes the page
 in hand, records it and returns (a long backfill resumes there next start), then the daemon
@@ -22,7 +23,7 @@ import queue
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
@@ -30,6 +31,7 @@ import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 from structlog.typing import FilteringBoundLogger
 
+from connector.daemon.leases import LeaseKeeper
 from connector.engine import CycleResult, RunReport
 from connector.errors import PermanentError, ReferralSyncError, StateError
 from connector.ports import Clock, Direction
@@ -40,6 +42,8 @@ __all__ = ["Daemon"]
 
 JITTER_S = 2
 
+_Queued = tuple[str | None, WebhookEvent]  # (the connection it came in for or None: all, event)
+
 
 class Daemon:
     def __init__(
@@ -49,9 +53,14 @@ class Daemon:
         clock: Clock,
         on_cycle: Callable[[Connection, CycleResult], None] | None = None,
         on_webhook_sync: Callable[[Connection, str, RunReport], None] | None = None,
+        leases: LeaseKeeper | None = None,
         logger: FilteringBoundLogger | None = None,
     ) -> None:
         self.connections = list(connections)
+        self.leases = leases
+        if leases is not None:
+            leases.on_gained = self._lease_gained
+            leases.on_lost = self._lease_lost
         self._clock = clock
         self._on_cycle = on_cycle
         self._on_webhook_sync = on_webhook_sync
@@ -60,11 +69,11 @@ class Daemon:
         self._halted: BaseException | None = None
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self._locks = {c.settings.name: threading.Lock() for c in self.connections}
-        self._events: queue.Queue[WebhookEvent | None] = queue.Queue(maxsize=10_000)
+        self._events: queue.Queue[_Queued | None] = queue.Queue(maxsize=10_000)
         self._worker = threading.Thread(target=self._drain_events, name="webhooks", daemon=True)
 
     def start(self) -> None:
-        first = self._clock.now()
+        first = _wall_now()  # apscheduler keeps the wall clock, whatever clock the engine has
         for number, connection in enumerate(self.connections):
             interval = connection.settings.interval_seconds
             self._scheduler.add_job(
@@ -80,7 +89,13 @@ class Daemon:
             )
         self._scheduler.start()
         self._worker.start()
-        self._log.info("daemon_started", connections=[c.settings.name for c in self.connections])
+        if self.leases is not None:
+            self.leases.start()
+        self._log.info(
+            "daemon_started",
+            connections=[c.settings.name for c in self.connections],
+            holder=None if self.leases is None else self.leases.holder,
+        )
 
     def run_until_stopped(
         self, *, install_signals: bool = True, duration: float | None = None
@@ -105,6 +120,8 @@ class Daemon:
         if self._worker.is_alive():
             self._events.put(None)
             self._worker.join(timeout=30)
+        if self.leases is not None:
+            self.leases.stop(release=True)  # another replica takes over at once
         self._log.info("daemon_stopped", halted=self._halted is not None)
         return 1 if self._halted is not None else 0
 
@@ -112,10 +129,31 @@ class Daemon:
         self._log.info("daemon_stopping", signal=signal.Signals(number).name)
         self._stop.set()
 
+    # -- leases -----------------------------------------------------------------------------------
+
+    def _leads(self, name: str) -> bool:
+        return self.leases is None or self.leases.holds(name)
+
+    def _lease_gained(self, name: str) -> None:
+        if self._stop.is_set():
+            return
+        connection = next(c for c in self.connections if c.settings.name == name)
+        connection.sync.resume()
+        if self._scheduler.running:  # run its cycle now, not an interval later
+            self._scheduler.modify_job(name, next_run_time=_wall_now())
+
+    def _lease_lost(self, name: str) -> None:
+        connection = next(c for c in self.connections if c.settings.name == name)
+        connection.sync.stop_soon()  # the cycle in flight stops after the page in hand
+
+    # -- cycles -------------------------------------------------------------------------------
+
     def _cycle(self, connection: Connection) -> None:
         if self._stop.is_set():
             return
         name = connection.settings.name
+        if not self._leads(name):
+            return  # another replica holds this connection's lease
         try:
             with self._locks[name]:
                 result = connection.sync.run_cycle()
@@ -134,12 +172,23 @@ class Daemon:
 
     # -- webhooks -------------------------------------------------------------------------------
 
-    def on_webhook(self, event: WebhookEvent) -> None:
-        """Queue the referral of a verified event (never blocks the HTTP handler)."""
+    def on_webhook(self, event: WebhookEvent, connection: str | None = None) -> None:
+        """Queue the referral of a verified event for ``connection`` (every connection when
+        ``None``); never blocks the HTTP handler."""
+        if connection is not None and connection not in self._locks:
+            raise KeyError(f"no connection named {connection!r}")
         try:
-            self._events.put_nowait(event)
+            self._events.put_nowait((connection, event))
         except queue.Full:  # the poll will catch it; say so
-            self._log.warning("webhook_dropped_queue_full", referral_id=event.referral_id)
+            self._log.warning(
+                "webhook_dropped_queue_full", connection=connection, referral_id=event.referral_id
+            )
+
+    def webhook_receiver(self, connection: str) -> Callable[[WebhookEvent], None]:
+        """What the webhook handler of ``connection`` hands its verified events to."""
+        if connection not in self._locks:
+            raise KeyError(f"no connection named {connection!r}")
+        return lambda event: self.on_webhook(event, connection)
 
     def _drain_events(self) -> None:
         while True:
@@ -155,14 +204,16 @@ class Daemon:
                 events.append(more)
             self._sync_events(events)
 
-    def _sync_events(self, events: list[WebhookEvent]) -> None:
-        newest: dict[str, WebhookEvent] = {}
-        for event in events:
-            known = newest.get(event.referral_id)
+    def _sync_events(self, events: list[_Queued]) -> None:
+        newest: dict[tuple[str | None, str], WebhookEvent] = {}
+        for target, event in events:
+            known = newest.get((target, event.referral_id))
             if known is None or event.changed_at > known.changed_at:
-                newest[event.referral_id] = event
+                newest[(target, event.referral_id)] = event
         for connection in self.connections:
-            for event in sorted(newest.values(), key=lambda e: e.referral_id):
+            name = connection.settings.name
+            mine = [e for (target, _), e in newest.items() if target in (None, name)]
+            for event in sorted(mine, key=lambda e: e.referral_id):
                 self._sync_event(connection, event)
 
     def _sync_event(self, connection: Connection, event: WebhookEvent) -> None:
@@ -170,6 +221,8 @@ class Daemon:
         report = RunReport(
             connection=name, direction=Direction.INBOUND, started_at=self._clock.now()
         )
+        if not self._leads(name):
+            return  # the replica holding the lease syncs it (its own webhook, or its poll)
         try:
             with self._locks[name]:  # after a cycle in flight has recorded its own writes
                 if connection.sync.own_writes.covers(referral_id, event.changed_at):
@@ -190,3 +243,9 @@ class Daemon:
     def next_runs(self) -> dict[str, datetime | None]:
         jobs: list[Any] = self._scheduler.get_jobs()
         return {job.id: job.next_run_time for job in jobs}
+
+
+def _wall_now() -> datetime:
+    """Now by the wall clock, which apscheduler's triggers run on (the injected clock is the
+    engine's: a sandbox's can run fast or be moved ahead)."""
+    return datetime.now(UTC)

@@ -59,6 +59,7 @@ def _connection(health: ConnectionHealth, now: datetime) -> dict[str, Any]:
         "reason": reason,
         "lag_seconds": health.lag_seconds,
         "token_expires_at": _iso(health.token_expires_at),
+        "lease_holder": health.lease_holder,
         "last_success": {str(d): _iso(health.last_success(d)) for d in Direction},
         "runs": [_run(r) for r in health.runs],
         "dead_letters": [_dead_letter(d) for d in health.dead_letters],

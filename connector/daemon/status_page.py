@@ -104,9 +104,11 @@ def _facts(health: ConnectionHealth, now: datetime) -> str:
         at = health.last_success(direction)
         facts.append((f"Last {direction} success", "never" if at is None else _time(at, now)))
     facts.append(("Interval", f"every {describe_duration(health.interval_seconds)}"))
+    if health.lease_holder is not None:
+        facts.append(("Synced by", f"<code>{escape(health.lease_holder)}</code>"))
     if health.token_expires_at is not None:
         expired = health.token_expires_at <= now
-        label = "Token expired" if expired else "Token expires"
+        label = "Sign-in lapsed" if expired else "Sign-in lapses if unused"
         when = _time(health.token_expires_at, now)
         facts.append((label, f'<span class="bad">{when}</span>' if expired else when))
     return "\n".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in facts)

@@ -16,7 +16,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, TypeVar
@@ -33,6 +33,10 @@ T = TypeVar("T")
 OnRetry = Callable[[int, float, TransientError], None]
 """Called before each back-off sleep with (failed attempt number, wait seconds, the error)."""
 
+RetryObserver = Callable[[float, bool], None]
+"""Told of each back-off sleep: (wait seconds, whether the server asked for it with
+Retry-After); the retry and rate-limit-wait metrics hang here."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
@@ -48,6 +52,7 @@ class RetryPolicy:
     base_s: float = 1.0
     cap_s: float = 30.0
     jitter: float = 0.5
+    observer: RetryObserver | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         problems = []
@@ -63,13 +68,16 @@ class RetryPolicy:
             raise ValueError("invalid retry policy: " + "; ".join(problems))
 
     @classmethod
-    def from_settings(cls, settings: RetrySettings) -> RetryPolicy:
-        """The policy a connection's ``[...retry]`` table asks for."""
+    def from_settings(
+        cls, settings: RetrySettings, *, observer: RetryObserver | None = None
+    ) -> RetryPolicy:
+        """The policy a connection's ``[...retry]`` table asks for, telling ``observer``."""
         return cls(
             max_attempts=settings.max_attempts,
             max_total_s=settings.max_seconds,
             base_s=settings.base_seconds,
             cap_s=settings.cap_seconds,
+            observer=observer,
         )
 
     def backoff(self, failed_attempt: int, rng: random.Random) -> float:
@@ -113,7 +121,11 @@ def build_retrying(
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
-        if on_retry is not None and isinstance(error, TransientError):
+        if not isinstance(error, TransientError):
+            return
+        if policy.observer is not None:
+            policy.observer(state.upcoming_sleep, error.retry_after is not None)
+        if on_retry is not None:
             on_retry(state.attempt_number, state.upcoming_sleep, error)
 
     return tenacity.Retrying(

@@ -23,7 +23,7 @@ from connector.errors import PermanentError
 from connector.http.session import DEFAULT_TIMEOUT
 from connector.partner_center.client import TokenSource, error_for_exception, error_for_response
 
-__all__ = ["DEFAULT_EVENTS", "REGISTRATION_PATH", "register_webhook"]
+__all__ = ["DEFAULT_EVENTS", "REGISTRATION_PATH", "read_registration", "register_webhook"]
 
 REGISTRATION_PATH = "/webhooks/v1/registration"
 DEFAULT_EVENTS = ("referral-created", "referral-updated")
@@ -66,6 +66,20 @@ def register_webhook(
         response = send("PUT", endpoint, body)
     _raise_for(response)
     return _json(response)
+
+
+def read_registration(
+    client_session: requests.Session, base_url: str, token_source: TokenSource
+) -> dict[str, Any]:
+    """The tenant's registration as Partner Center answers it; ``{}`` when there is none."""
+    current = _Sender(client_session, token_source)(
+        "GET", base_url.rstrip("/") + REGISTRATION_PATH, None
+    )
+    if current.status_code == 404:
+        return {}
+    _raise_for(current)
+    document = _json(current)
+    return document if "WebhookUrl" in document else {}
 
 
 class _Sender:

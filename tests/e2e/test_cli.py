@@ -45,6 +45,7 @@ def test_help_lists_every_command_with_examples():
         "plan",
         "status",
         "dlq",
+        "webhooks",
         "sandbox",
     ):
         assert command in result.stdout
@@ -84,7 +85,7 @@ def test_login_signs_in_with_device_code_and_stores_an_owner_only_cache(
 def test_login_with_an_unknown_connection_name_fails_clearly(sandbox, tmp_path, capsys):
     config = write_sandbox_config(sandbox, tmp_path)
     assert main(["login", "partner-center", "--config", str(config), "--connection", "x"]) == 2
-    assert "no connection named 'x'" in capsys.readouterr().err
+    assert "--connection: no 'x'; known: sandbox" in capsys.readouterr().err
 
 
 def test_readme_first_command_runs_the_two_way_sync_end_to_end(tmp_path):

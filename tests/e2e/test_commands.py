@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from daemon_process import log_records, own_sandbox, start_daemon, wait_until
 
 from connector.cli import main
 from connector.tour import write_sandbox_config
@@ -19,6 +21,13 @@ from sandbox.app import Sandbox
 from sandbox.partner_center import generate_referrals
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    yield from own_sandbox(tmp_path_factory)  # the daemon process keeps the wall clock
+
+
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "Partner_Center_Referral_Id__c"
 
@@ -64,6 +73,19 @@ def test_plan_shows_the_writes_then_once_makes_them_and_status_reports_the_runs(
     [connection] = state
     assert connection["dead_letters"] == 0
     assert {r["direction"] for r in connection["runs"]} == {"inbound", "outbound"}
+    assert 0 <= connection["lag_seconds"] < 60  # the inbound cycle just succeeded
+    assert set(connection["last_success"]) == {"inbound", "outbound"}
+    token = connection["partner_center_token"]
+    assert token["signed_in"] is True  # the fixture logged in
+    renewed = datetime.fromisoformat(token["refresh_token_renewed_at"])
+    assert datetime.now(UTC) - renewed < timedelta(minutes=10)
+    assert token["refresh_idle_expires_at"] is not None
+
+    capsys.readouterr()
+    assert main(["status", "--config", str(config)]) == 0
+    text = capsys.readouterr().out
+    assert "s behind Partner Center" in text
+    assert "Partner Center sign-in: signed in; lapses if unused for 90 more day(s)" in text
 
 
 def test_a_dead_letter_is_listed_shown_and_replayed_once_the_record_is_fixed(
@@ -82,6 +104,10 @@ def test_a_dead_letter_is_listed_shown_and_replayed_once_the_record_is_fixed(
     _, letters = cli_json(capsys, "dlq", "list", "--config", str(config))
     [letter] = letters
     assert letter["record_id"] == raw["id"]
+    _, mine = cli_json(capsys, "dlq", "list", "--config", str(config), "--connection", "sandbox")
+    assert mine == letters
+    _, others = cli_json(capsys, "dlq", "list", "--config", str(config), "--connection", "other")
+    assert others == []
     assert "dealValue" in letter["reason"]
     capsys.readouterr()
     assert main(["dlq", "show", str(letter["id"]), "--config", str(config)]) == 0
@@ -112,30 +138,18 @@ def test_dlq_drop_resolves_without_syncing_and_an_unknown_id_is_refused(sandbox,
 
 def test_the_daemon_syncs_on_its_interval_and_exits_0_on_sigterm(sandbox, config):
     sandbox.partner_center.store.seed_raw(generate_referrals(30, 9, sandbox.clock))
-    daemon = subprocess.Popen(  # noqa: S603 - our own command
-        [sys.executable, "-m", "connector", "run", "--config", str(config)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "NO_PROXY": "127.0.0.1,localhost"},
-    )
+    daemon = start_daemon(config, "--listen", "127.0.0.1:0")
     try:
-        deadline = time.monotonic() + 60
-        while len(opportunities(sandbox)) < 30 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert len(opportunities(sandbox)) == 30
+        wait_until(lambda: len(opportunities(sandbox)) == 30)
         more = generate_referrals(31, 10, sandbox.clock)[30:]  # a new referral while it runs
         sandbox.partner_center.store.seed_raw(more)
         sandbox.partner_center.store.edit(more[0]["id"], name="Arrived while the daemon ran")
-        while more[0]["id"] not in opportunities(sandbox) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert more[0]["id"] in opportunities(sandbox)
+        wait_until(lambda: more[0]["id"] in opportunities(sandbox))
     finally:
         daemon.send_signal(signal.SIGTERM)
         _, stderr = daemon.communicate(timeout=60)
     assert daemon.returncode == 0, stderr[-2000:]
-    events = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
+    events = [record["event"] for record in log_records(stderr)]
     assert events.index("daemon_started") < events.index("daemon_stopping")
     assert "cycle_finished" in events
     assert events[-1] == "daemon_stopped"
@@ -182,3 +196,82 @@ def test_check_says_ok_for_a_ready_connection_and_names_what_is_missing_otherwis
     out = capsys.readouterr().out
     assert "sandbox: FAILED" in out
     assert "Qualification" in out
+
+
+def test_once_at_a_terminal_shows_a_live_progress_table(sandbox, config):
+    import pty  # noqa: PLC0415 - POSIX only, like the daemon
+
+    sandbox.partner_center.store.seed_raw(generate_referrals(250, 13, sandbox.clock))
+    leader, follower = pty.openpty()
+    try:
+        once = subprocess.run(  # noqa: S603 - our own command
+            [sys.executable, "-m", "connector", "once", "--config", str(config)],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "NO_PROXY": "127.0.0.1,localhost", "COLUMNS": "160"},
+            timeout=120,
+            check=False,
+        )
+        os.close(follower)
+        follower = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the other end is closed: all read
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        if follower != -1:
+            os.close(follower)
+        os.close(leader)
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert once.returncode == 0, once.stderr[-2000:]
+    assert "received" in screen
+    assert "per second" in screen
+    assert "250" in screen  # the table's last state: every referral received
+    assert "sandbox inbound: ok (created 250" in screen  # then the summary lines
+
+
+def test_sigterm_in_the_middle_of_a_backfill_exits_0_and_the_next_start_resumes(sandbox, config):
+    referrals = generate_referrals(1000, 23, sandbox.clock)
+    sandbox.partner_center.store.seed_raw(referrals)
+    sandbox.faults.latency_ms = 15  # every request takes a while: the backfill is in flight
+    daemon = start_daemon(config, "--listen", "127.0.0.1:0")
+    try:
+        wait_until(lambda: opportunities(sandbox))
+    finally:
+        daemon.send_signal(signal.SIGTERM)  # mid-backfill: the first batch has just landed
+        _, stderr = daemon.communicate(timeout=120)
+    sandbox.faults.latency_ms = 0
+    assert daemon.returncode == 0, stderr[-2000:]
+    inbound = next(
+        r
+        for r in log_records(stderr)
+        if r["event"] == "cycle_finished" and r["direction"] == "inbound"
+    )
+    assert inbound["stopped_early"] == 1
+    synced_before = len(opportunities(sandbox))
+    assert 0 < synced_before < 1000
+
+    assert main(["once", "--config", str(config)]) == 0  # the next start resumes
+
+    keys = [r[KEY] for r in sandbox.salesforce.store.records("Opportunity")]
+    assert len(keys) == len(set(keys)) == 1000  # every referral, none twice
+    for raw in sandbox.partner_center.store.all_raw():
+        if raw["status"] != "Closed":
+            assert raw["externalReferenceId"], raw["id"]  # every CRM id written back
+
+
+def test_the_daemon_refuses_to_start_without_a_partner_center_sign_in(sandbox, tmp_path, capsys):
+    sandbox.salesforce.store.clear()
+    config = write_sandbox_config(sandbox, tmp_path, interval_seconds=1)  # no login first
+    assert main(["run", "--config", str(config), "--listen", "127.0.0.1:0"]) == 2
+    err = capsys.readouterr().err
+    assert "connection.sandbox.partner_center" in err
+    assert "referral-sync login partner-center" in err
+    assert opportunities(sandbox) == {}

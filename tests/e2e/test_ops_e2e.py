@@ -39,7 +39,11 @@ def ops(sandbox: Sandbox, tmp_path: Path) -> Iterator[tuple[Sandbox, Connection,
     store = open_state_store("memory://")
     metrics = Metrics()
     connection = build_connection(
-        conn_settings, store, clock=sandbox.clock, on_request=metrics.observe_request
+        conn_settings,
+        store,
+        clock=sandbox.clock,
+        on_request=metrics.observe_request,
+        on_retry=metrics.observe_retry,
     )
     connection.partner_center.auth.login()
     server = Ops([connection], store, clock=sandbox.clock, metrics=metrics)
@@ -102,7 +106,12 @@ def test_readiness_follows_the_crm_down_and_back_and_metrics_match_the_summaries
         == 1
     )
 
-    assert metric(url, "referral_sync_api_requests_total", service="salesforce", status="503") >= 1
+    refused = metric(url, "referral_sync_api_requests_total", service="salesforce", status="503")
+    assert refused >= 2
+    # two attempts per request (max_attempts=2): one retry, after the Retry-After it was given
+    assert metric(url, "referral_sync_retries_total", service="salesforce") == refused / 2
+    assert metric(url, "referral_sync_rate_limit_wait_seconds_total", service="salesforce") > 0
+    assert metric(url, "referral_sync_retries_total", service="partner_center") == 0
     assert (
         metric(url, "referral_sync_api_requests_total", service="partner_center", status="200") >= 1
     )

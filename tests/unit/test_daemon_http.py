@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 from collections import Counter
@@ -250,16 +251,43 @@ def test_the_webhook_handler_gets_the_request_and_its_response_is_returned():
         seen.append(request.get_data())
         return Response(status=202)
 
-    app = client(webhook=webhook)
-    response = app.post("/webhooks/partner-center", data=b'{"EventName":"referral-updated"}')
+    app = client(webhooks={"contoso": webhook})
+    response = app.post(
+        "/webhooks/partner-center/contoso", data=b'{"EventName":"referral-updated"}'
+    )
     assert response.status_code == 202
     assert seen == [b'{"EventName":"referral-updated"}']
-    assert app.get("/webhooks/partner-center").status_code == 405
+    assert app.get("/webhooks/partner-center/contoso").status_code == 405
+
+
+def test_each_connection_has_its_own_webhook_route():
+    seen: list[str] = []
+
+    def handler(name: str):
+        def webhook(request: Request) -> Response:
+            seen.append(name)
+            return Response(status=202)
+
+        return webhook
+
+    app = client(webhooks={"contoso": handler("contoso"), "fabrikam": handler("fabrikam")})
+
+    assert app.post("/webhooks/partner-center/fabrikam", data=b"{}").status_code == 202
+    assert app.post("/webhooks/partner-center/contoso", data=b"{}").status_code == 202
+    assert seen == ["fabrikam", "contoso"]
+    assert app.post("/webhooks/partner-center/nobody", data=b"{}").status_code == 404
+    # with two connections the bare path cannot say which one: not served
+    assert app.post("/webhooks/partner-center", data=b"{}").status_code == 404
+
+
+def test_with_one_connection_the_bare_webhook_path_is_that_connection():
+    app = client(webhooks={"contoso": lambda request: Response(status=202)})
+    assert app.post("/webhooks/partner-center", data=b"{}").status_code == 202
 
 
 def test_a_webhook_body_over_the_limit_is_refused():
-    app = client(webhook=lambda request: Response(request.get_data()))
-    response = app.post("/webhooks/partner-center", data=b"x" * (MAX_BODY_BYTES + 1))
+    app = client(webhooks={"contoso": lambda request: Response(request.get_data())})
+    response = app.post("/webhooks/partner-center/contoso", data=b"x" * (MAX_BODY_BYTES + 1))
     assert response.status_code == 413
 
 
@@ -316,3 +344,17 @@ def test_counts_in_a_report_reach_the_served_metrics(session):
     labels = {"connection": "contoso", "direction": "outbound"}
     assert sample(text, "referral_sync_records_total", **labels, action="accept") == 1
     assert sample(text, "referral_sync_records_total", **labels, action="received") == 2
+
+
+def test_the_status_page_names_the_replica_syncing_and_when_the_sign_in_lapses():
+    health = dataclasses.replace(
+        connection(),
+        lease_holder="sync-2:41:ab12cd34",
+        token_expires_at=NOW + timedelta(days=80),
+    )
+    page = client(health).get("/status").get_data(as_text=True)
+    assert "Synced by" in page
+    assert "sync-2:41:ab12cd34" in page
+    assert "Sign-in lapses if unused" in page
+    data = client(health).get("/status.json").json
+    assert data["connections"][0]["lease_holder"] == "sync-2:41:ab12cd34"

@@ -174,3 +174,21 @@ NOW = datetime(2026, 10, 21, 7, 28, 0, tzinfo=UTC)
 )
 def test_parse_retry_after_reads_seconds_or_an_http_date(value, server_date, expected):
     assert parse_retry_after(value, now=NOW, server_date=server_date) == expected
+
+
+def test_the_policy_observer_hears_every_wait_and_whether_the_server_asked_for_it():
+    clock = FakeClock(50.0)
+    heard: list[tuple[float, bool]] = []
+    policy = RetryPolicy(jitter=0, observer=lambda wait, asked: heard.append((wait, asked)))
+
+    run(Script(TransientError("reset"), RateLimited("429", retry_after=7)), policy, clock)
+
+    assert heard == [(1, False), (7, True)]
+
+
+def test_the_policy_observer_hears_nothing_when_the_first_attempt_succeeds():
+    heard: list[tuple[float, bool]] = []
+    policy = RetryPolicy(observer=lambda wait, asked: heard.append((wait, asked)))
+
+    assert run(Script(), policy, FakeClock(0.0)) == "ok"
+    assert heard == []

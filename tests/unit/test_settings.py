@@ -195,7 +195,13 @@ def test_retry_cap_below_base_is_refused(tmp_path):
     assert any("retry.cap_seconds" in p for p in problems)
 
 
-@pytest.mark.parametrize("example", sorted(CONFIG_DIR.glob("*.example.toml")), ids=lambda p: p.name)
+HOST_EXAMPLES = sorted(
+    set(CONFIG_DIR.glob("*.example.toml")) - {CONFIG_DIR / "docker.example.toml"}
+)
+# (docker.example.toml names the container's secret files: tests/unit/test_container.py)
+
+
+@pytest.mark.parametrize("example", HOST_EXAMPLES, ids=lambda p: p.name)
 def test_shipped_example_configs_load(example):
     env = {
         "PARTNER_CENTER_CLIENT_SECRET": "x",
@@ -289,3 +295,75 @@ def test_dynamics_secret_may_come_from_a_file(tmp_path):
     dv = settings.connections[0].dynamics
     assert dv is not None
     assert dv.client_secret.reveal() == "from-file"
+
+
+ENV = {"PC_SECRET": "x", "SF_SECRET": "sf"}
+
+
+def test_webhooks_are_off_and_the_ops_server_on_loopback_by_default(tmp_path):
+    settings = load_settings(write(tmp_path, MINIMAL), ENV)
+    assert settings.server.listen == "127.0.0.1:8765"
+    assert settings.webhooks.enabled is False
+    pc = settings.connection("contoso").partner_center
+    assert pc.webhook_base_url == "https://api.partnercenter.microsoft.com"
+
+
+def test_enabled_webhooks_load_with_their_hosts_and_ca(tmp_path):
+    (tmp_path / "ca.pem").write_text("pem", encoding="utf-8")
+    text = (
+        '[server]\nlisten = "0.0.0.0:9000"\n'
+        "[webhooks]\nenabled = true\n"
+        'public_url = "https://sync.contoso.example/"\n'
+        'certificate_hosts = ["Certs.Example"]\ntrusted_ca = "ca.pem"\nmax_age_seconds = 120\n'
+        + MINIMAL
+    )
+    settings = load_settings(write(tmp_path, text), ENV)
+    hooks = settings.webhooks
+    assert settings.server.listen == "0.0.0.0:9000"
+    assert (hooks.enabled, hooks.public_url) == (True, "https://sync.contoso.example")
+    assert hooks.certificate_hosts == ("certs.example",)
+    assert hooks.trusted_ca == tmp_path / "ca.pem"
+    assert hooks.max_age_seconds == 120
+
+
+def test_enabled_webhooks_need_a_public_url_and_certificate_hosts(tmp_path):
+    problems = problems_of(write(tmp_path, "[webhooks]\nenabled = true\n" + MINIMAL), ENV)
+    assert any("webhooks.public_url" in p and "is required" in p for p in problems)
+    assert any("webhooks.certificate_hosts" in p and "X-MS-Certificate-Url" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("https://sync.example", True),
+        ("http://127.0.0.1:9000", True),
+        ("http://localhost:9000/hooks", True),
+        ("http://sync.example", False),
+        ("http://127.0.0.1.evil.example", False),
+        ("ftp://sync.example", False),
+    ],
+)
+def test_a_webhook_public_url_is_https_or_loopback_http(tmp_path, url, accepted):
+    text = (
+        f'[webhooks]\nenabled = true\npublic_url = "{url}"\ncertificate_hosts = ["h"]\n' + MINIMAL
+    )
+    if accepted:
+        assert load_settings(write(tmp_path, text), ENV).webhooks.public_url == url
+    else:
+        assert any("webhooks.public_url" in p for p in problems_of(write(tmp_path, text), ENV))
+
+
+def test_a_bad_listen_address_is_refused(tmp_path):
+    problems = problems_of(write(tmp_path, '[server]\nlisten = "8765"\n' + MINIMAL), ENV)
+    assert any("server.listen" in p and "host:port" in p for p in problems)
+
+
+def test_write_backs_go_eight_at_a_time_unless_configured_within_bounds(tmp_path):
+    assert (
+        load_settings(write(tmp_path, MINIMAL), ENV).connections[0].partner_center.write_concurrency
+        == 8
+    )
+    text = MINIMAL.replace(
+        'client_secret_env = "PC_SECRET"', 'client_secret_env = "PC_SECRET"\nwrite_concurrency = 0'
+    )
+    assert any("write_concurrency" in p for p in problems_of(write(tmp_path, text), ENV))
