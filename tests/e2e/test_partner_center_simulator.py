@@ -18,12 +18,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from conftest import ca_session_for, random_loopback_host
 from swagger_check import swagger_hook, validate_referral
 
 from sandbox.app import Sandbox
 from sandbox.partner_center import AUDIENCE, generate_referrals
 from sandbox.partner_center.wiretime import format_wire
+from sandbox.testing import ca_session as ca_session_for
+from sandbox.testing import random_loopback_host
 
 pytestmark = pytest.mark.e2e
 
