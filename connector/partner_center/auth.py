@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -35,8 +35,8 @@ import requests
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from connector.errors import AuthError, ConfigError, ConfigProblem, TransientError
-from connector.http.session import is_certificate_failure
+from connector.errors import AuthError, ConfigError, ConfigProblem
+from connector.http.entra import entra_errors
 
 AuthMode = Literal["device_code", "password", "refresh_token"]
 
@@ -202,21 +202,8 @@ class PartnerCenterAuth:
             result = fn()
         return dict(result) if isinstance(result, dict) else {}
 
-    @contextlib.contextmanager
-    def _entra_errors(self) -> Iterator[None]:
-        """Entra unreachable or failing (5xx) is transient; a TLS failure is not."""
-        try:
-            yield
-        except requests.exceptions.SSLError as exc:
-            if not is_certificate_failure(exc):  # a connection cut during TLS: transient
-                raise TransientError(f"Entra unreachable: {type(exc).__name__}") from exc
-            raise AuthError(
-                f"TLS failure talking to {self._authority}: {type(exc).__name__}"
-            ) from exc
-        except requests.exceptions.RequestException as exc:
-            raise TransientError(f"Entra unreachable: {type(exc).__name__}") from exc
-        except msal.exceptions.MsalServiceError as exc:
-            raise TransientError(f"Entra failed: {exc}") from exc
+    def _entra_errors(self) -> contextlib.AbstractContextManager[None]:
+        return entra_errors(self._authority)
 
     def _application(self) -> Any:  # noqa: ANN401 - msal is untyped
         if self._app is not None:

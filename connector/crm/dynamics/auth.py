@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,8 +18,8 @@ import requests
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from connector.errors import AuthError, ConfigError, ConfigProblem, TransientError
-from connector.http.session import is_certificate_failure
+from connector.errors import AuthError, ConfigError, ConfigProblem
+from connector.http.entra import entra_errors
 
 _SOURCE = "dynamics.auth"
 
@@ -106,21 +105,8 @@ class DynamicsAuth:
             raise AuthError(f"Entra authority {self._authority} unusable: {exc}") from exc
         return self._app
 
-    @contextlib.contextmanager
-    def _entra_errors(self) -> Iterator[None]:
-        """Entra unreachable or failing (5xx) is transient; a TLS failure is not."""
-        try:
-            yield
-        except requests.exceptions.SSLError as exc:
-            if not is_certificate_failure(exc):  # a connection cut during TLS: transient
-                raise TransientError(f"Entra unreachable: {type(exc).__name__}") from exc
-            raise AuthError(
-                f"TLS failure talking to {self._authority}: {type(exc).__name__}"
-            ) from exc
-        except requests.exceptions.RequestException as exc:
-            raise TransientError(f"Entra unreachable: {type(exc).__name__}") from exc
-        except msal.exceptions.MsalServiceError as exc:
-            raise TransientError(f"Entra failed: {exc}") from exc
+    def _entra_errors(self) -> contextlib.AbstractContextManager[None]:
+        return entra_errors(self._authority)
 
 
 def _why(result: object) -> str:
