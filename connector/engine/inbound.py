@@ -32,10 +32,10 @@ from connector.errors import MappingError
 from connector.mapping import (
     MappedWrite,
     StageValue,
+    created_partner_values,
     inbound_fingerprint,
     map_referral,
     outbound_fingerprint,
-    seeded_partner_values,
 )
 from connector.mapping.values import wire_value
 from connector.model import Referral, Substatus
@@ -252,11 +252,8 @@ class InboundCycle(Cycle):
         stage_field = self._spec.lifecycle.field
         outbound: str | None
         if link is None or link.crm_id is None:
-            seeded = {
-                **seeded_partner_values(referral, self._spec),
-                stage_field: fields[stage_field],
-            }
-            outbound = outbound_fingerprint(seeded, self._spec)
+            created = created_partner_values(referral, self._spec)
+            outbound = outbound_fingerprint(created, self._spec)
         else:
             outbound = link.outbound_fingerprint
         crm_open = link.crm_open if link else None

@@ -18,7 +18,14 @@ from typing import Any
 from connector.engine.cycle import Cycle
 from connector.engine.report import PlannedChange, RunReport
 from connector.errors import MappingError, PermanentError
-from connector.mapping import CrmView, MappingSpec, decide, read_change
+from connector.mapping import (
+    CrmView,
+    MappingSpec,
+    created_partner_values,
+    decide,
+    outbound_fingerprint,
+    read_change,
+)
 from connector.mapping.values import retype, wire_value
 from connector.model import Referral
 from connector.ports import (
@@ -99,6 +106,14 @@ class OutboundCycle(Cycle):
                 return None
             return replace(link, crm_id=change.crm_id, crm_open=crm_open, updated_at=now)
         current = self._source.get(change.key)
+        if (link is None or link.crm_id is None) and view.fingerprint == outbound_fingerprint(
+            created_partner_values(current, self._spec), self._spec
+        ):
+            # Our own create, as we made it, whose record was lost (a stop between the CRM's
+            # reply and the state's commit): not the partner's edit. Record it; send nothing.
+            report.count("unchanged")
+            self._log.info("own_create_recorded", referral_id=current.id, crm_id=change.crm_id)
+            return self._link(link, view, current, crm_open, now)
         decision = decide(view, current, self._spec)
         if decision.conflict is not None:
             report.count("conflicts")

@@ -19,7 +19,13 @@ from connector.mapping.values import fingerprint, shape
 from connector.model import Contact, Referral
 from connector.ports import AccountRef, ContactRef, OpportunityWrite
 
-__all__ = ["MappedWrite", "inbound_fingerprint", "map_referral", "seeded_partner_values"]
+__all__ = [
+    "MappedWrite",
+    "created_partner_values",
+    "inbound_fingerprint",
+    "map_referral",
+    "seeded_partner_values",
+]
 
 CLOSE_DATE = "deal.close_date"
 
@@ -76,6 +82,13 @@ def seeded_partner_values(referral: Referral, spec: MappingSpec) -> dict[str, ob
     baseline: reading these back is not a partner's change)."""
     ignored: list[str] = []
     return {f.crm: _value(referral, f, spec, ignored) for f in spec.owned_by(Owner.CRM)}
+
+
+def created_partner_values(referral: Referral, spec: MappingSpec) -> dict[str, object]:
+    """What a create writes of the partner's view (the CRM-owned fields and the starting
+    stage), by CRM field name: its outbound fingerprint is that of our own create read back."""
+    stage = spec.lifecycle.stage_on_create(referral.lifecycle)
+    return {**seeded_partner_values(referral, spec), spec.lifecycle.field: stage}
 
 
 def _value(

@@ -91,6 +91,7 @@ class RunResult:
     lifetimes: int
     crashes: list[str]
     phase_requests: list[int]
+    phase_snapshots: list[dict[str, Any]]  # the state each phase converged to
     phases: int
     requests: int
     by_service: dict[str, int]
@@ -131,6 +132,7 @@ def run_script(  # noqa: PLR0915 - one run, top to bottom, reads best in one pie
     rng = random.Random(kill_seed)
     kills: list[KillRecord] = []
     phase_requests: list[int] = []
+    phase_snapshots: list[dict[str, Any]] = []
     with world_sandbox(directory, fault_seed=fault_seed) as sandbox:
         side = crm_side(sandbox, crm)
         config = write_config(sandbox, directory, crm, tuning)
@@ -165,6 +167,7 @@ def run_script(  # noqa: PLR0915 - one run, top to bottom, reads best in one pie
                 mark = datetime.now(UTC)
                 wait_quiet(daemon, mark, timeout=quiet_timeout_s)
                 phase_requests.append(len(sandbox.log) - before)
+                phase_snapshots.append(snapshot(sandbox, side))
                 if on_phase is not None:
                     on_phase(phase, time.monotonic() - mark_start)
                 phase += 1
@@ -190,7 +193,8 @@ def run_script(  # noqa: PLR0915 - one run, top to bottom, reads best in one pie
         letters = dead_letters(directory, side)
     return RunResult(
         crm=crm, kills=kills, lifetimes=len(daemon.lifetimes), crashes=daemon.crashes(),
-        phase_requests=phase_requests, phases=len(phase_requests), requests=len(log),
+        phase_requests=phase_requests, phase_snapshots=phase_snapshots,
+        phases=len(phase_requests), requests=len(log),
         by_service=dict(Counter(e.service for e in log)), wall_s=wall, snapshot=snap,
         counts=counts, dead_letters=letters, log=log,
     )  # fmt: skip
@@ -298,6 +302,20 @@ def compare(reference: dict[str, Any], other: dict[str, Any], limit: int = 20) -
     if len(problems) > limit:
         problems = [*problems[:limit], f"... and {len(problems) - limit} more"]
     return problems
+
+
+def first_divergence(reference: RunResult, other: RunResult) -> tuple[int, list[str]] | None:
+    """The first phase whose converged state differs from the reference's, and how.
+
+    The next phase's moves are decided from that state, so one difference early makes many
+    later; the first phase's differences are the ones to read."""
+    for phase, (ref, got) in enumerate(
+        zip(reference.phase_snapshots, other.phase_snapshots, strict=False)
+    ):
+        problems = compare(ref, got)
+        if problems:
+            return phase, problems
+    return None
 
 
 def lost_updates(reference: dict[str, Any], other: dict[str, Any]) -> int:

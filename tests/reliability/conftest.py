@@ -3,7 +3,8 @@
 ``RS_RELIABILITY=full .venv/bin/python -m pytest tests/reliability -m reliability`` runs the
 crash test with 10,000 referrals and 100 kills and the fault soak for 10 minutes per CRM (see
 docs/RELIABILITY.md). Each size can be set on its own too: ``RS_CRASH_REFERRALS``,
-``RS_CRASH_KILLS``, ``RS_SOAK_SECONDS``, ``RS_SOAK_REFERRALS``. A run writes its figures as
+``RS_CRASH_KILLS``, ``RS_SOAK_SECONDS``, ``RS_SOAK_REFERRALS``; ``RS_CRASH_KILL_SEED`` picks
+other kill instants. A run writes its figures as
 JSON lines to ``RS_RELIABILITY_REPORT`` (default: ``<pytest tmp dir>/reliability.jsonl``) and
 keeps every daemon log in the test's tmp dir.
 """

@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from connector.engine import CRM_STREAM, PC_STREAM, RunReport
 from connector.errors import ConflictError, MappingError, TransientError
-from connector.model import Lifecycle, Status, Substatus
+from connector.model import Deal, Lifecycle, Status, Substatus
 from connector.ports import ChangeCursor, ChangePage, Direction, Rejected
 
 
@@ -64,6 +64,35 @@ def test_with_its_state_lost_the_engine_still_upserts_onto_the_same_opportunitie
     world.cycle()
 
     assert {k: v["Id"] for k, v in world.opportunities().items()} == ids
+
+
+def test_our_own_creates_whose_record_was_lost_are_not_taken_for_partner_edits():
+    """A stop between the CRM's reply to a create and the state's record of it: the next
+    outbound half meets keyed opportunities without a link. They are ours, as created: their
+    links are recorded and nothing (no default close date) is sent to Partner Center."""
+    world = World()
+    world.pc.seed(*referrals(20, deal=Deal(value=Decimal(0), currency="EUR")))  # no close date
+    world.settle()
+    ids = {k: v["Id"] for k, v in world.opportunities().items()}
+    untouched, edited = sorted(ids)[:19], sorted(ids)[19]
+    updates = world.pc.requests["update"]
+
+    from connector.state import MemoryStateStore  # noqa: PLC0415
+
+    world.store = MemoryStateStore(clock=world.clock)
+    world.restart()
+    accepted(world, edited)  # one partner edit made while the state was gone: it is sent
+    world.cycle()
+
+    assert world.pc.requests["update"] == updates + 1
+    assert world.pc.referrals[edited].lifecycle.status is Status.ACTIVE
+    for rid in untouched:
+        assert world.pc.referrals[rid].lifecycle.status is Status.NEW
+        assert world.pc.referrals[rid].deal.close_date is None
+        link = world.store.get_link(CONNECTION, rid)
+        assert link is not None
+        assert link.crm_id == ids[rid]
+    assert world.settle() == 1
 
 
 # -- 2. nothing lost ---------------------------------------------------------------------------
