@@ -196,14 +196,16 @@ def run_daemon(args: argparse.Namespace) -> int:
         connections = [_with_progress_log(c) for c in _connections(settings, store, metrics)]
         _check_sign_ins(settings, connections)
         ops = Ops(connections, store, clock=clock, metrics=metrics)
+        local = settings.state.url.startswith("sqlite")  # a file: every holder is on this host
         leases = LeaseKeeper(
             store,
             {
                 c.settings.name: lease_ttl(
-                    c.settings.interval_seconds, settings.state.lease_ttl_seconds
+                    c.settings.interval_seconds, settings.state.lease_ttl_seconds, local=local
                 )
                 for c in connections
             },
+            local=local,
         )
         daemon = Daemon(connections, clock=clock, on_cycle=ops.observe, leases=leases)
         url = serve_ops(settings, ops, daemon, clock=clock, listen=args.listen)

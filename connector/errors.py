@@ -6,7 +6,9 @@
     ├── ConfigError        stop at start-up; lists every problem (file, key, what is wrong)
     ├── AuthError          credentials refused even after one token refresh; stop this connection
     ├── TransientError     back off and retry (the request layer does it, nobody else)
-    │   └── RateLimited    the server said when to come back: ``retry_after`` seconds
+    │   ├── RateLimited    the server said when to come back: ``retry_after`` seconds
+    │   └── OutcomeUnknown a create failed in a way that may have made it: not re-sent; the
+    │                      next cycle finds what exists and creates only what does not
     ├── PermanentError     retrying cannot help
     │   ├── RecordRejected the server refused this one record: dead-letter it, go on
     │   └── ConflictError  a concurrent change made our update invalid (412 re-read, rule says no)
@@ -63,6 +65,37 @@ class TransientError(ReferralSyncError):
 
 class RateLimited(TransientError):
     """The server asked us to slow down and (usually) said for how long."""
+
+
+class OutcomeUnknown(TransientError):
+    """A request that is not safe to repeat (a create) failed after it may have been done (a
+    read timeout, a reset, a 5xx): sending it again could make a second record. Not retried at
+    the request; the cycle fails, and the next one finds what exists before creating."""
+
+
+def outcome_unknown(error: TransientError, *, idempotent: bool) -> TransientError:
+    """``error`` as it should reach the retry layer: unchanged for a request that is safe to
+    repeat or one the server refused before doing anything (it said when to come back, or the
+    connection was never made), else :class:`OutcomeUnknown`."""
+    if idempotent or error.retry_after is not None or isinstance(error, RateLimited):
+        return error
+    if _never_connected(error):
+        return error
+    unknown = OutcomeUnknown(
+        f"{error}; not sent again: it may have been done (the next cycle looks first)"
+    )
+    unknown.__cause__ = error
+    return unknown
+
+
+def _never_connected(error: BaseException) -> bool:
+    """A connect timeout or refusal in the cause chain (by name: no I/O library here)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if type(seen).__name__ in ("ConnectTimeout", "NewConnectionError"):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class PermanentError(ReferralSyncError):

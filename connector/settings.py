@@ -100,6 +100,7 @@ class SalesforceSettings:
     external_id_field: str = "Partner_Center_Referral_Id__c"
     ca_bundle: Path | None = None
     poll_overlap_seconds: float = 120.0
+    quota_wait_seconds: float = 900.0  # after "the org's API quota is spent": no call for this
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     retry: RetrySettings = field(default_factory=RetrySettings)
@@ -607,8 +608,8 @@ class _Reader:
             {
                 "instance_url", "token_url", "auth_mode", "client_id", "username",
                 "private_key_file", "api_version", "external_id_field", "ca_bundle",
-                "poll_overlap_seconds", "connect_timeout", "read_timeout", "retry",
-                "client_secret", "client_secret_env", "client_secret_file",
+                "poll_overlap_seconds", "quota_wait_seconds", "connect_timeout", "read_timeout",
+                "retry", "client_secret", "client_secret_env", "client_secret_file",
             },
             where,
         )  # fmt: skip
@@ -649,6 +650,9 @@ class _Reader:
             ca_bundle=ca_bundle,
             poll_overlap_seconds=self.number(
                 raw, "poll_overlap_seconds", where, default=120.0, minimum=0.0, maximum=86_400.0
+            ),
+            quota_wait_seconds=self.number(
+                raw, "quota_wait_seconds", where, default=900.0, minimum=1.0, maximum=86_400.0
             ),
             connect_timeout=self.number(
                 raw, "connect_timeout", where, default=10.0, minimum=0.1, maximum=300.0

@@ -16,6 +16,12 @@ acquire or renew that granted it, plus ``ttl``, less a margin; past that the hol
 writing, whether or not a renewal went through. A renewal that says "lost" stops the
 connection's cycle after the page in hand. (A process frozen past its deadline in the middle of
 writing one page can still finish that page: the state store holds no fencing token yet.)
+
+**One machine (SQLite state).** Every holder of a local state file runs on this host, so a
+lease whose holder is a process of this host that no longer exists (a daemon SIGKILLed or
+crashed) is taken at once rather than after its ``ttl``; and the ttl is longer (at least
+:data:`LOCAL_MIN_TTL_S`): with no other machine to fail over to, a short one only risks a
+lapse while a loaded machine is slow to renew, stopping the cycle in hand for nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from connector.ports import StateStore
 __all__ = ["LeaseKeeper", "default_holder", "lease_ttl"]
 
 MIN_TTL_S = 3.0
+LOCAL_MIN_TTL_S = 30.0
 PRESENCE = "replica:"  # + holder: a lease each live replica holds on itself
 SAFETY_MARGIN = 0.2  # of the ttl: stop writing that long before the lease may lapse
 
@@ -48,11 +55,35 @@ def default_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def lease_ttl(interval_seconds: float, configured_seconds: float | None = None) -> timedelta:
-    """A connection's lease lifetime: as configured, else its interval (at least 3 s), so a
-    replica takes over a dead one's connection within about two intervals."""
-    seconds = configured_seconds if configured_seconds else max(interval_seconds, MIN_TTL_S)
+def lease_ttl(
+    interval_seconds: float, configured_seconds: float | None = None, *, local: bool = False
+) -> timedelta:
+    """A connection's lease lifetime: as configured, else its interval (at least 3 s, or 30 s
+    for a ``local`` state file), so a replica takes over a dead one's connection within about
+    two intervals."""
+    floor = LOCAL_MIN_TTL_S if local else MIN_TTL_S
+    seconds = configured_seconds if configured_seconds else max(interval_seconds, floor)
     return timedelta(seconds=seconds)
+
+
+def dead_local_holder(holder: str | None) -> bool:
+    """Whether ``holder`` (``host:pid:random``) was a process of this host that is gone."""
+    if not holder:
+        return False
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid in (0, os.getpid()):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 @dataclass(slots=True)
@@ -77,8 +108,10 @@ class LeaseKeeper:
         on_lost: Callable[[str], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         logger: FilteringBoundLogger | None = None,
+        local: bool = False,
     ) -> None:
         self.holder = holder or default_holder()
+        self.local = local  # every holder runs on this host (a SQLite state file)
         self.on_gained = on_gained
         self.on_lost = on_lost
         self._store = store
@@ -127,7 +160,13 @@ class LeaseKeeper:
         ttl = max(self._ttls.values(), default=timedelta(seconds=MIN_TTL_S))
         try:
             self._store.acquire_lease(PRESENCE + self.holder, self.holder, ttl)
-            return max(1, len(self._store.leases(PRESENCE)))
+            present = self._store.leases(PRESENCE)
+            if self.local:
+                for name, holder in present.items():
+                    if dead_local_holder(holder):
+                        self._store.release_lease(name, holder)
+                present = self._store.leases(PRESENCE)
+            return max(1, len(present))
         except StateError as exc:
             self._log.warning("lease_check_failed", connection=None, error=str(exc))
             return 1
@@ -153,6 +192,8 @@ class LeaseKeeper:
                 granted = self._store.renew_lease(name, self.holder, ttl)
             else:
                 granted = self._store.acquire_lease(name, self.holder, ttl)
+                if not granted and self.local:
+                    granted = self._take_from_the_dead(name, ttl)
         except StateError as exc:  # the database is away: keep what we may still hold
             self._log.warning("lease_check_failed", connection=name, error=str(exc))
             return
@@ -166,6 +207,15 @@ class LeaseKeeper:
                     self.on_gained(name)
         elif had:
             self._lose(name, "lease_lost")
+
+    def _take_from_the_dead(self, name: str, ttl: timedelta) -> bool:
+        """Take ``name`` from a holder that was a process of this host and is gone."""
+        holder = self._store.lease_holder(name)
+        if not dead_local_holder(holder):
+            return False
+        self._store.release_lease(name, str(holder))
+        self._log.info("lease_taken_from_dead_process", connection=name, previous=holder)
+        return self._store.acquire_lease(name, self.holder, ttl)
 
     def _lose(self, name: str, event: str) -> None:
         with self._lock:

@@ -5,7 +5,12 @@ wait before the next attempt is ``max(retry_after, jittered exponential)`` when 
 when to come back (Retry-After first: never sooner than the server asked), else the jittered
 exponential alone. It stops after ``max_attempts`` attempts or when the next wait would run past
 ``max_total_s``, and then re-raises the last :class:`TransientError` itself (never tenacity's
-``RetryError``). Anything that is not a ``TransientError`` propagates at once.
+``RetryError``). Anything that is not a ``TransientError`` propagates at once, and so does an
+:class:`~connector.errors.OutcomeUnknown` (a create that may have been made: not re-sent).
+
+With a :class:`~connector.http.gate.RetryAfterGate` (the client's), every attempt first waits
+the gate out, and every ``Retry-After`` met holds it, retried or not: the client's other
+threads and its next requests keep the server's "come back later" too.
 
 Sleep, clock and random source are injected so tests never really sleep.
 """
@@ -23,7 +28,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import tenacity
 
-from connector.errors import TransientError
+from connector.errors import OutcomeUnknown, TransientError
+from connector.http.gate import RetryAfterGate
 
 if TYPE_CHECKING:
     from connector.settings import RetrySettings
@@ -129,13 +135,18 @@ def build_retrying(
             on_retry(state.attempt_number, state.upcoming_sleep, error)
 
     return tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(TransientError),
+        retry=tenacity.retry_if_exception(_retryable),
         wait=wait,
         stop=stop,
         sleep=sleep,
         before_sleep=before_sleep,
         reraise=True,
     )
+
+
+def _retryable(error: BaseException) -> bool:
+    """A transient fault, unless a create may have been done (that one is not re-sent)."""
+    return isinstance(error, TransientError) and not isinstance(error, OutcomeUnknown)
 
 
 def call_with_retry(
@@ -146,10 +157,25 @@ def call_with_retry(
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
     on_retry: OnRetry | None = None,
+    gate: RetryAfterGate | None = None,
 ) -> T:
-    """Run ``fn`` under ``policy``; on giving up, the last ``TransientError`` is raised."""
+    """Run ``fn`` under ``policy``; on giving up, the last ``TransientError`` is raised.
+
+    ``gate``: waited out before each attempt, held for each ``Retry-After`` met."""
     retrying = build_retrying(policy, sleep=sleep, clock=clock, rng=rng, on_retry=on_retry)
-    return retrying(fn)
+    if gate is None:
+        return retrying(fn)
+
+    def gated() -> T:
+        gate.check(policy.max_total_s)  # past this request's budget: fail now, send nothing
+        try:
+            return fn()
+        except TransientError as exc:
+            if exc.retry_after:
+                gate.hold(exc.retry_after)
+            raise
+
+    return retrying(gated)
 
 
 def parse_retry_after(

@@ -36,31 +36,13 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from connector.errors import AuthError, ConfigError, ConfigProblem
-from connector.http.entra import entra_errors
+from connector.http.entra import EntraHttp, NoThrottleReplay, entra_errors
 
 AuthMode = Literal["device_code", "password", "refresh_token"]
 
 DEFAULT_SCOPES: tuple[str, ...] = ("https://api.partner.microsoft.com/.default",)
 LOGIN_HINT = "run `referral-sync login partner-center`"
 _SOURCE = "partner_center.auth"
-
-
-class _NoBare5xxThrottle(dict[Any, Any]):
-    """msal's HTTP cache without its replay of a bare 5xx (no ``Retry-After``).
-
-    msal remembers a failed token request and answers later identical ones from memory for
-    ``Retry-After`` seconds, or, without one, for 60 s in a public client: one Entra 500 would
-    stop Partner Center for a minute while the access token in hand is refused (expired or
-    revoked). Our retry layer backs off from a 5xx itself (jittered, capped), so such replies
-    are not kept; a 429 or 503 *with* ``Retry-After`` still is, as Entra asked.
-    """
-
-    def __setitem__(self, key: Any, value: Any) -> None:  # noqa: ANN401 - msal's values
-        status = getattr(value, "status_code", None)
-        headers = {str(k).lower() for k in (getattr(value, "headers", None) or {})}
-        if isinstance(status, int) and status >= 500 and "retry-after" not in headers:
-            return
-        super().__setitem__(key, value)
 
 
 def _print_to_stderr(message: str) -> None:
@@ -107,6 +89,7 @@ class PartnerCenterAuth:
         self._password = password
         self._refresh_token_file = refresh_token_file
         self._session = session
+        self._entra = EntraHttp(session, self._authority)
         self._prompt = prompt
         self._log: FilteringBoundLogger = logger or structlog.get_logger(__name__)
         self._cache_path = token_cache_path
@@ -197,10 +180,9 @@ class PartnerCenterAuth:
         return str(result["access_token"])
 
     def _call(self, fn: Callable[[], Any]) -> dict[str, Any]:
-        """Run one msal call that answers with a dict (msal's "nothing" is None → ``{}``)."""
-        with self._entra_errors():
-            result = fn()
-        return dict(result) if isinstance(result, dict) else {}
+        """Run one msal call that answers with a dict (msal's "nothing" is None → ``{}``);
+        Entra throttling or failing raises for the retry layer (:class:`EntraHttp`)."""
+        return self._entra.call(fn)
 
     def _entra_errors(self) -> contextlib.AbstractContextManager[None]:
         return entra_errors(self._authority)
@@ -212,8 +194,8 @@ class PartnerCenterAuth:
         options: dict[str, Any] = {
             "authority": self._authority,
             "token_cache": self._cache,
-            "http_client": self._session,
-            "http_cache": _NoBare5xxThrottle(),
+            "http_client": self._entra,
+            "http_cache": NoThrottleReplay(),
             # Instance discovery asks login.microsoftonline.com to vouch for the authority; our
             # authority comes from our own config, and the sandbox's host is not Microsoft's.
             "instance_discovery": None

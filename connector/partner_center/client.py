@@ -9,8 +9,8 @@ error tree of :mod:`connector.errors`; only ``TransientError`` is retried (see
 Vendor JSON stays ``dict[str, Any]`` here; ``wire.py``/``convert.py`` give it a shape.
 
 One client may be used by several threads at once (the engine's concurrent write-backs). A
-429 then pauses all of them: the thread that met it waits its ``Retry-After`` in the retry
-layer, and every other thread waits out the same time before its next request.
+429 or 503 with ``Retry-After`` then pauses all of them, and the next cycle too: the client's
+:class:`~connector.http.gate.RetryAfterGate` is held for that time by the retry layer.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import json
 import math
 import random
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -43,6 +42,7 @@ from connector.errors import (
     ReferralSyncError,
     TransientError,
 )
+from connector.http.gate import RetryAfterGate
 from connector.http.retry import RetryPolicy, call_with_retry, parse_retry_after
 from connector.http.session import DEFAULT_TIMEOUT, is_certificate_failure
 
@@ -241,9 +241,7 @@ class PartnerCenterClient:
         self._clock = clock
         self._rng = rng
         self._log: FilteringBoundLogger = logger or structlog.get_logger(__name__)
-        self._pause = threading.Lock()
-        self._resume_at = 0.0  # on ``clock``: no request before, after a 429
-        self._paused_by: int | None = None  # the thread that met the 429 (it waits in retry)
+        self.gate = RetryAfterGate(clock=clock, sleep=sleep)
 
     # -- operations ---------------------------------------------------------------------------
 
@@ -351,7 +349,6 @@ class PartnerCenterClient:
 
         def attempt() -> requests.Response:
             nonlocal refreshed
-            self._wait_out_pause()
             response = self._send_once(method, url, self._auth.token(), params, json_body, headers)
             if response.status_code == 401 and not refreshed:
                 self._log.info("token_refresh_after_401", service=SERVICE)
@@ -370,6 +367,7 @@ class PartnerCenterClient:
             clock=self._clock,
             rng=self._rng,
             on_retry=self._log_retry,
+            gate=self.gate,
         )
 
     def _send_once(  # noqa: PLR0917 - private; mirrors _send's arguments in order
@@ -389,6 +387,7 @@ class PartnerCenterClient:
             **(extra_headers or {}),
         }
         path = urlsplit(url).path
+        self.gate.check(self._retry.max_total_s)  # another thread may have met a 429 meanwhile
         started = self._clock()
         try:
             response = self._session.request(
@@ -431,21 +430,7 @@ class PartnerCenterClient:
                 status=response.status_code,
             ) from exc
 
-    def _wait_out_pause(self) -> None:
-        """Wait until a 429 another thread met has passed (see the module docstring)."""
-        with self._pause:
-            if self._paused_by == threading.get_ident():
-                return
-            wait = self._resume_at - self._clock()
-        if wait > 0:
-            self._sleep(wait)
-
     def _log_retry(self, attempt: int, wait_s: float, error: TransientError) -> None:
-        if isinstance(error, RateLimited) or error.retry_after is not None:  # 503 too
-            with self._pause:
-                resume = self._clock() + wait_s
-                if resume > self._resume_at:
-                    self._resume_at, self._paused_by = resume, threading.get_ident()
         self._log.warning(
             "request_retry",
             service=SERVICE,

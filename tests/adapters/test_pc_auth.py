@@ -14,7 +14,7 @@ import requests
 import responses
 from structlog.testing import capture_logs
 
-from connector.errors import AuthError, ConfigError, TransientError
+from connector.errors import AuthError, ConfigError, RateLimited, TransientError
 from connector.http.session import build_session
 from connector.partner_center.auth import PartnerCenterAuth
 
@@ -176,6 +176,47 @@ def test_a_refused_refresh_token_names_entras_error_and_asks_for_login(entra, tm
     assert "invalid_grant: AADSTS70043: The refresh token has expired." in message
     assert "referral-sync login partner-center" in message
     assert "rt-1" not in message
+
+
+def test_entra_throttling_is_rate_limited_and_no_token_request_goes_before_retry_after(
+    entra, tmp_path
+):
+    """A 429 from Entra is not a refused sign-in: the retry layer waits its Retry-After, and
+    until then no token request is sent (not by another thread, not by the next cycle)."""
+    cache = tmp_path / "cache.json"
+    entra.post(TOKEN_URL, json=token_response("at-1"))
+    auth = make_auth(cache)
+    auth.login()
+    entra.replace(
+        responses.POST,
+        TOKEN_URL,
+        status=429,
+        headers={"Retry-After": "30"},
+        json={"error": "temporarily_unavailable", "error_description": "AADSTS50196: throttled"},
+    )
+    before = len(token_posts(entra))
+
+    with pytest.raises(RateLimited) as caught:
+        auth.refresh()
+    assert caught.value.retry_after == 30
+    with pytest.raises(RateLimited, match="Entra asked us to wait") as again:
+        auth.refresh()
+
+    assert 29 < (again.value.retry_after or 0) <= 30
+    assert len(token_posts(entra)) == before + 1  # the second one was never sent
+
+
+def test_an_entra_5xx_is_transient_not_a_refused_sign_in(entra, tmp_path):
+    cache = tmp_path / "cache.json"
+    entra.post(TOKEN_URL, json=token_response("at-1"))
+    auth = make_auth(cache)
+    auth.login()
+    entra.replace(responses.POST, TOKEN_URL, status=503, json={"error": "server_error"})
+
+    with pytest.raises(TransientError, match="Entra answered 503"):
+        auth.refresh()
+    entra.replace(responses.POST, TOKEN_URL, json=token_response("at-2", rotated="rt-2"))
+    assert auth.refresh() == "at-2"  # not replayed from msal's memory
 
 
 def test_a_group_readable_cache_is_tightened_and_still_used(entra, tmp_path):

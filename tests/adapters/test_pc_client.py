@@ -168,6 +168,50 @@ def test_429_without_header_waits_as_long_as_the_throttling_body_says(client, mo
     assert clock.sleeps[0] >= 57
 
 
+def test_a_retry_after_given_up_on_still_keeps_the_next_cycle_from_calling(auth, clock, mocked):
+    """The cycle fails (the wait is past its budget) but the server's "come back in 120 s"
+    stands: a request before then fails at once without being sent; after it, it goes."""
+    tight = PartnerCenterClient(
+        BASE,
+        auth,
+        session=build_session(),
+        retry=RetryPolicy(max_attempts=6, max_total_s=60),
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    mocked.get(REFERRALS, status=429, json=body("throttled.json"), headers={"Retry-After": "120"})
+    with pytest.raises(RateLimited):
+        next(tight.iter_pages())
+    mocked.replace(responses.GET, REFERRALS, json=body("referrals_page_3.json"))
+
+    clock.sleep(30)  # the next cycle, 30 s later
+    with pytest.raises(RateLimited, match="90 s of its Retry-After left") as caught:
+        next(tight.iter_pages())
+    assert caught.value.retry_after == pytest.approx(90)
+    assert len(mocked.calls) == 1
+
+    clock.sleep(90)
+    clock.sleeps.clear()
+    assert len(next(tight.iter_pages()).items) == 1
+    assert clock.sleeps == []
+
+
+def test_a_retry_after_met_by_one_thread_holds_back_the_others(client, mocked, clock):
+    """The write-back threads share the client: a 503 with ``Retry-After`` one of them met
+    stops the next request of any of them until it has passed."""
+    mocked.get(REFERRALS, status=503, json=body("error_service_unavailable.json"),
+               headers={"Retry-After": "3"})  # fmt: skip
+    mocked.get(REFERRALS, json=body("referrals_page_3.json"))
+    mocked.get(f"{REFERRALS}/abc", json={"id": "abc", "eTag": "1"})
+    next(client.iter_pages())  # waited 3 s (it met it)
+    client.gate.hold(5)  # another thread meets one now
+    clock.sleeps.clear()
+
+    client.get("abc")
+
+    assert clock.sleeps == [pytest.approx(5)]
+
+
 def test_five_503s_then_200_succeeds(client, mocked, clock):
     for _ in range(5):
         mocked.get(REFERRALS, status=503, json=body("error_service_unavailable.json"))

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
+import requests
 import responses
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -21,7 +22,14 @@ from structlog.testing import capture_logs
 
 from connector.crm.salesforce.auth import JWT_GRANT, SalesforceAuth
 from connector.crm.salesforce.client import SalesforceClient
-from connector.errors import AuthError, ConfigError, PermanentError, RateLimited, TransientError
+from connector.errors import (
+    AuthError,
+    ConfigError,
+    OutcomeUnknown,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
 from connector.http.retry import RetryPolicy
 from connector.http.session import build_session
 
@@ -318,3 +326,37 @@ def test_create_returns_the_new_id_and_a_refusal_is_record_rejected(mocked, cloc
     with pytest.raises(PermanentError, match="REQUIRED_FIELD_MISSING") as caught:
         client.create("Contact", {"Email": "a@b.example"})
     assert caught.value.status == 400
+
+
+def test_a_create_whose_reply_is_lost_is_not_sent_again(mocked, clock):
+    """A read timeout or a 500 after a create may have made it: sending it again could make a
+    second account. The cycle fails instead; the next one finds what exists first."""
+    mocked.post(TOKEN_URL, json=token_reply(1))
+    url = f"{API}/composite/sobjects"
+    mocked.post(url, body=requests.exceptions.ReadTimeout("read timed out"))
+    client = make_client(make_auth(), clock)
+
+    with pytest.raises(OutcomeUnknown, match="not sent again"):
+        client.create_collection([("Account", {"Name": "Contoso"})])
+    assert sum(1 for call in mocked.calls if call.request.url == url) == 1
+
+    mocked.replace(responses.POST, url, status=500, json=body("error_unknown_exception.json"))
+    with pytest.raises(OutcomeUnknown):
+        client.create_collection([("Account", {"Name": "Contoso"})])
+    assert sum(1 for call in mocked.calls if call.request.url == url) == 2
+    assert clock.sleeps == []
+
+
+def test_a_create_refused_before_it_was_done_is_retried(mocked, clock):
+    """A 503 with Retry-After (or a connection never made) did nothing: safe to send again."""
+    mocked.post(TOKEN_URL, json=token_reply(1))
+    url = f"{API}/composite/sobjects"
+    mocked.post(
+        url, status=503, json=body("error_server_unavailable.json"), headers={"Retry-After": "2"}
+    )
+    mocked.post(url, body=requests.exceptions.ConnectTimeout("connect timed out"))
+    mocked.post(url, json=[{"id": "001A", "success": True, "errors": []}])
+    client = make_client(make_auth(), clock)
+
+    assert client.create_collection([("Account", {"Name": "Contoso"})])[0]["id"] == "001A"
+    assert sum(1 for call in mocked.calls if call.request.url == url) == 3

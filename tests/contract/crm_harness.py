@@ -22,6 +22,7 @@ from fakes import FakeClock, FakeCrm, TickingClock
 
 from connector.crm.dynamics.build import build_dynamics_from_info
 from connector.crm.salesforce.build import build_salesforce_from_info
+from connector.crm.salesforce.client import DEFAULT_QUOTA_WAIT_S
 from connector.ports import AccountRef, ContactRef, CrmAdapter, FieldRequirement
 from connector.settings import RetrySettings
 from sandbox.app import Sandbox
@@ -91,7 +92,9 @@ class CrmHarness(Protocol):
         """From now on the CRM refuses every request for rate, until :meth:`lift_rate_limit`."""
         ...
 
-    def lift_rate_limit(self) -> None: ...
+    def lift_rate_limit(self) -> None:
+        """The limit is over, and the time the CRM asked the adapter to wait has passed."""
+        ...
 
     def expire_token(self) -> None:
         """The adapter's current access token stops working."""
@@ -289,6 +292,7 @@ class SalesforceHarness:
 
     def lift_rate_limit(self) -> None:
         self.sim.set_api_usage(0)
+        self.clock.sleep(DEFAULT_QUOTA_WAIT_S)  # and the quiet time the adapter keeps after it
 
     def expire_token(self) -> None:
         self.sim.expire_tokens()
@@ -497,6 +501,7 @@ class DynamicsHarness:
 
     def lift_rate_limit(self) -> None:
         self.sim.protection.reset()
+        self.clock.sleep(self.connection.client.gate.remaining())  # its Retry-After has passed
 
     def expire_token(self) -> None:
         self.sandbox.tokens.expire_all()

@@ -82,6 +82,7 @@ client_secret_file = "{dir}/salesforce-client-secret"
 api_version = "{api_version}"
 ca_bundle = "{ca_bundle}"
 read_timeout = {read_timeout}
+quota_wait_seconds = {quota_wait}
 
 [connection.salesforce.retry]
 {retry}
@@ -112,6 +113,7 @@ class DaemonTuning:
     max_seconds: float = 120.0
     base_seconds: float = 0.5
     cap_seconds: float = 30.0
+    quota_wait_s: float = 900.0  # Salesforce: after "the org's API quota is spent"
 
     def retry_table(self) -> str:
         return (
@@ -132,7 +134,7 @@ def write_config(sandbox: Sandbox, directory: Path, crm: str, tuning: DaemonTuni
         secret.write_text(sf["client_secret"], encoding="utf-8")
         section = SALESFORCE.format(
             instance_url=sf["instance_url"], token_url=sf["token_url"], client_id=sf["client_id"],
-            api_version=sf["api_version"], retry=retry, **common,
+            api_version=sf["api_version"], retry=retry, quota_wait=tuning.quota_wait_s, **common,
         )  # fmt: skip
     else:
         dv, client = info["dataverse"], info["entra"]["dataverse"]

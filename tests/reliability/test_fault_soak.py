@@ -45,7 +45,12 @@ PLANS = {
 PLANS["entra"] = os.environ.get("RS_SOAK_ENTRA_FAULTS", PLANS["entra"])
 """A diagnostic switch: another Entra fault mix (e.g. without bare 500s, see RELIABILITY.md)."""
 MAX_CALL_RATIO = 1.3
-TUNING = DaemonTuning(read_timeout_s=2, max_attempts=6, max_seconds=60, cap_seconds=8)
+TUNING = DaemonTuning(
+    read_timeout_s=2, max_attempts=6, max_seconds=60, cap_seconds=8, quota_wait_s=2
+)
+"""Short timeouts for a short soak. The injected "quota spent" is gone a moment later (a real
+spent daily quota is not): the daemon's own quiet time after one (15 min by default, no request
+sent meanwhile) is set to 2 s, or the soak would spend most of its time waiting it out."""
 
 
 def fault_plan(crm: str) -> str:

@@ -122,3 +122,59 @@ def test_two_replicas_share_six_connections_and_one_takes_all_when_the_other_die
     for _ in range(6):  # "a" dies: nothing renews its presence or its leases
         tick(b)
     assert len(b.held()) == 6
+
+
+# -- one machine: a SQLite state file -----------------------------------------------------------
+
+
+def _gone_pid() -> int:
+    """The pid of a process of this host that has exited (and been reaped)."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_on_a_local_state_a_lease_of_a_process_of_this_host_that_is_gone_is_taken_at_once():
+    import socket  # noqa: PLC0415
+
+    clock, ticks = Clock(), Ticks()
+    store = MemoryStateStore(clock=clock)
+    dead = f"{socket.gethostname()}:{_gone_pid()}:deadbeef"
+    assert store.acquire_lease("contoso", dead, TTL)  # a SIGKILLed daemon's, 30 s to run
+    assert store.acquire_lease("replica:" + dead, dead, TTL)
+    local = LeaseKeeper(store, {"contoso": TTL}, holder="me", monotonic=ticks, local=True)
+
+    local.tick()
+
+    assert local.held() == ["contoso"]
+    assert store.leases("replica:") == {"replica:me": "me"}  # the dead one is not counted
+
+
+def test_a_live_or_remote_holder_keeps_its_lease_and_a_shared_state_never_takes_from_the_dead():
+    import os  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+
+    clock, ticks = Clock(), Ticks()
+    host = socket.gethostname()
+    cases = [
+        (f"{host}:{os.getppid()}:alive0001", True),  # a live process of this host
+        (f"another-host:{_gone_pid()}:remote01", True),  # another machine's: cannot tell
+        (f"{host}:{_gone_pid()}:deadbeef", False),  # gone, but the keeper is not local
+    ]
+    for holder, local in cases:
+        store = MemoryStateStore(clock=clock)
+        assert store.acquire_lease("contoso", holder, TTL)
+        other = LeaseKeeper(store, {"contoso": TTL}, holder="me", monotonic=ticks, local=local)
+        other.tick()
+        assert other.held() == [], holder
+        assert store.lease_holder("contoso") == holder
+
+
+def test_a_local_state_has_a_longer_lease_than_a_shared_one():
+    assert lease_ttl(1.0) == timedelta(seconds=3)
+    assert lease_ttl(1.0, local=True) == timedelta(seconds=30)
+    assert lease_ttl(45.0, local=True) == timedelta(seconds=45)
+    assert lease_ttl(1.0, 5.0, local=True) == timedelta(seconds=5)  # as configured

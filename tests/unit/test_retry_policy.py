@@ -9,6 +9,7 @@ import pytest
 from fakes import FakeClock
 
 from connector.errors import PermanentError, RateLimited, TransientError
+from connector.http.gate import RetryAfterGate
 from connector.http.retry import RetryPolicy, call_with_retry, parse_retry_after
 
 
@@ -192,3 +193,42 @@ def test_the_policy_observer_hears_nothing_when_the_first_attempt_succeeds():
 
     assert run(Script(), policy, FakeClock(0.0)) == "ok"
     assert heard == []
+
+
+# -- the gate: a Retry-After kept by every request of the client ------------------------------
+
+
+def test_a_retry_after_on_the_last_attempt_still_holds_the_gate_for_the_next_request():
+    clock = FakeClock()
+    gate = RetryAfterGate(clock=clock, sleep=clock.sleep)
+    policy = RetryPolicy(max_attempts=1, jitter=0)
+    with pytest.raises(RateLimited):
+        run(Script(RateLimited("429", retry_after=7)), policy, clock, gate=gate)
+    assert clock.sleeps == []  # not retried: one attempt only
+
+    assert run(Script(), policy, clock, gate=gate) == "ok"
+    assert clock.sleeps == [7]
+
+
+def test_a_gate_held_past_the_time_budget_fails_the_request_without_sending_it():
+    clock = FakeClock()
+    gate = RetryAfterGate(clock=clock, sleep=clock.sleep)
+    gate.hold(300)
+    fn = Script()
+
+    with pytest.raises(RateLimited) as caught:
+        run(fn, RetryPolicy(max_total_s=120), clock, gate=gate)
+
+    assert fn.calls == 0
+    assert caught.value.retry_after == 300
+    assert clock.sleeps == []
+
+
+def test_a_shorter_hold_never_shortens_a_longer_one():
+    clock = FakeClock()
+    gate = RetryAfterGate(clock=clock, sleep=clock.sleep)
+    gate.hold(10)
+    gate.hold(2)
+    assert gate.remaining() == 10
+    assert gate.wait() == 10
+    assert gate.remaining() == 0

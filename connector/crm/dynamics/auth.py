@@ -19,7 +19,7 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from connector.errors import AuthError, ConfigError, ConfigProblem
-from connector.http.entra import entra_errors
+from connector.http.entra import EntraHttp, NoThrottleReplay, entra_errors
 
 _SOURCE = "dynamics.auth"
 
@@ -54,6 +54,7 @@ class DynamicsAuth:
         self._secret = client_secret
         self._scopes = [scope]
         self._session = session
+        self._entra = EntraHttp(session, self._authority)
         self._log: FilteringBoundLogger = logger or structlog.get_logger(__name__)
         self._lock = threading.Lock()
         self._app: Any = None  # built on first use: msal does tenant discovery (I/O) when built
@@ -75,9 +76,8 @@ class DynamicsAuth:
 
     def _acquire(self) -> str:
         app = self._application()
-        with self._entra_errors():
-            result = app.acquire_token_for_client(scopes=self._scopes)
-        if not isinstance(result, dict) or "access_token" not in result:
+        result = self._entra.call(lambda: app.acquire_token_for_client(scopes=self._scopes))
+        if "access_token" not in result:
             raise AuthError(f"Entra refused the Dataverse client-credentials grant: {_why(result)}")
         if result.get("token_source") != "cache":
             self.grants += 1
@@ -94,7 +94,8 @@ class DynamicsAuth:
                     self._client_id,
                     client_credential=self._secret,
                     authority=self._authority,
-                    http_client=self._session,
+                    http_client=self._entra,
+                    http_cache=NoThrottleReplay(),
                     # Instance discovery asks login.microsoftonline.com to vouch for the
                     # authority; ours comes from config, and the sandbox's host is not Microsoft's.
                     instance_discovery=None

@@ -36,7 +36,9 @@ from connector.errors import (
     RecordRejected,
     ReferralSyncError,
     TransientError,
+    outcome_unknown,
 )
+from connector.http.gate import RetryAfterGate
 from connector.http.retry import RetryPolicy, call_with_retry, parse_retry_after
 from connector.http.session import DEFAULT_TIMEOUT, is_certificate_failure
 
@@ -183,6 +185,8 @@ class DynamicsClient:
         self._sleep = sleep
         self._clock = clock
         self._rng = rng
+        self.gate = RetryAfterGate(clock=clock, sleep=sleep)
+        """Held by every ``Retry-After`` this service sends: all requests wait it out."""
         self._log: FilteringBoundLogger = logger or structlog.get_logger(__name__)
         self.calls = 0
         """How many HTTP calls went to the Web API (attempts included)."""
@@ -222,6 +226,8 @@ class DynamicsClient:
             name,
             "POST",
             self.url("$batch"),
+            # Creates (POST) are not safe to repeat; upserts by key (PATCH) and reads are.
+            idempotent=all(part.method != "POST" for part in parts),
             data=body,
             headers={"Content-Type": content_type, "Prefer": "odata.continue-on-error"},
         )
@@ -237,17 +243,29 @@ class DynamicsClient:
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _call(self, name: str, method: str, url: str, **kwargs: Any) -> requests.Response:  # noqa: ANN401
-        """One logical request: retried on TransientError, one re-authentication on 401."""
+    def _call(
+        self,
+        name: str,
+        method: str,
+        url: str,
+        *,
+        idempotent: bool = True,
+        **kwargs: Any,  # noqa: ANN401 - requests' keyword arguments
+    ) -> requests.Response:
+        """One logical request: retried on TransientError, one re-authentication on 401; one
+        holding creates (not ``idempotent``) is not re-sent once they may have been made."""
         reauthenticated = False
 
         def attempt() -> requests.Response:
             nonlocal reauthenticated
+            token = self._auth.token()  # a failure here: nothing was sent
             try:
-                return self._once(name, method, url, self._auth.token(), kwargs)
+                return self._once(name, method, url, token, kwargs)
             except _Expired:
                 if reauthenticated:
                     raise AuthError("Dataverse refused a freshly issued token (401)") from None
+            except TransientError as exc:
+                raise outcome_unknown(exc, idempotent=idempotent)  # noqa: B904 - it chains itself
             self._log.info("token_refresh_after_401", service=SERVICE, operation=name)
             token = self._auth.refresh()  # a transient failure here: the next attempt refreshes
             reauthenticated = True
@@ -255,6 +273,8 @@ class DynamicsClient:
                 return self._once(name, method, url, token, kwargs)
             except _Expired:
                 raise AuthError("Dataverse refused a freshly issued token (401)") from None
+            except TransientError as exc:
+                raise outcome_unknown(exc, idempotent=idempotent)  # noqa: B904 - it chains itself
 
         return call_with_retry(
             attempt,
@@ -263,6 +283,7 @@ class DynamicsClient:
             clock=self._clock,
             rng=self._rng,
             on_retry=self._log_retry,
+            gate=self.gate,
         )
 
     def _once(
@@ -270,6 +291,7 @@ class DynamicsClient:
     ) -> requests.Response:
         headers = {**_HEADERS, **kwargs.get("headers", {}), "Authorization": f"Bearer {token}"}
         options = {k: v for k, v in kwargs.items() if k != "headers"}
+        self.gate.check(self._retry.max_total_s)  # a Retry-After met meanwhile (the token wait)
         started = self._clock()
         self.calls += 1
         try:

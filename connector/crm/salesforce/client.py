@@ -49,7 +49,9 @@ from connector.errors import (
     RecordRejected,
     ReferralSyncError,
     TransientError,
+    outcome_unknown,
 )
+from connector.http.gate import RetryAfterGate
 from connector.http.retry import RetryPolicy, call_with_retry, parse_retry_after
 from connector.http.session import DEFAULT_TIMEOUT, is_certificate_failure
 
@@ -269,6 +271,8 @@ class SalesforceClient:
         self._sleep = sleep
         self._clock = clock
         self._rng = rng
+        self.gate = RetryAfterGate(clock=clock, sleep=sleep)
+        """Held by every ``Retry-After`` this service sends: all requests wait it out."""
         self._log: FilteringBoundLogger = logger or structlog.get_logger(__name__)
         self._sf: Salesforce | None = None
         self._sf_token: str | None = None
@@ -331,6 +335,7 @@ class SalesforceClient:
         answer = self._call(
             "collections_create",
             lambda sf, kw: sf.restful("composite/sobjects", method="POST", data=data, **kw),
+            idempotent=False,
         )
         if not isinstance(answer, list) or len(answer) != len(records):
             got = len(answer) if isinstance(answer, list) else type(answer).__name__
@@ -345,6 +350,7 @@ class SalesforceClient:
         answer = self._call(
             "sobject_create",
             lambda sf, kw: sf.restful(f"sobjects/{sobject}/", method="POST", data=data, **kw),
+            idempotent=False,
         )
         result = cast(SaveResult, answer) if isinstance(answer, dict) else SaveResult()
         new_id = result.get("id")
@@ -395,14 +401,20 @@ class SalesforceClient:
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _call(self, name: str, fn: Callable[[Salesforce, dict[str, Any]], T]) -> T:
-        """One logical request: retried on TransientError, one re-authentication on 401."""
+    def _call(
+        self, name: str, fn: Callable[[Salesforce, dict[str, Any]], T], *, idempotent: bool = True
+    ) -> T:
+        """One logical request: retried on TransientError, one re-authentication on 401; a
+        create (not ``idempotent``) is not re-sent once it may have been made."""
         reauthenticated = False
 
         def attempt() -> T:
             nonlocal reauthenticated
+            token = self._auth.token()  # a failure here: nothing was sent
             try:
-                return self._once(name, fn, self._auth.token())
+                return self._once(name, fn, token)
+            except TransientError as exc:
+                raise outcome_unknown(exc, idempotent=idempotent)  # noqa: B904 - it chains itself
             except _Expired:
                 if reauthenticated:
                     raise AuthError(
@@ -417,6 +429,8 @@ class SalesforceClient:
                 raise AuthError(
                     "Salesforce refused a freshly issued token (401 INVALID_SESSION_ID)"
                 ) from None
+            except TransientError as exc:
+                raise outcome_unknown(exc, idempotent=idempotent)  # noqa: B904 - it chains itself
 
         return call_with_retry(
             attempt,
@@ -425,6 +439,7 @@ class SalesforceClient:
             clock=self._clock,
             rng=self._rng,
             on_retry=self._log_retry,
+            gate=self.gate,
         )
 
     def _once(self, name: str, fn: Callable[[Salesforce, dict[str, Any]], T], token: str) -> T:
@@ -435,6 +450,7 @@ class SalesforceClient:
             "hooks": {"response": [*self._session.hooks["response"], self._remember]},
         }
         self._last_headers = {}
+        self.gate.check(self._retry.max_total_s)  # a Retry-After met meanwhile (the token wait)
         started = self._clock()
         try:
             result = fn(sf, kwargs)
