@@ -103,7 +103,8 @@ class EntraHttp:
                 raise
             raise problem from None
         answer = dict(result) if isinstance(result, dict) else {}
-        if "error" in answer and (problem := self._throttled()) is not None:
+        # A 429/5xx reply, whatever msal made of it (an "error" dict, or none at all): Entra's.
+        if "access_token" not in answer and (problem := self._throttled()) is not None:
             raise problem
         return answer
 

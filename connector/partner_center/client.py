@@ -4,7 +4,8 @@ Every call carries ``Authorization: Bearer``, ``Accept: application/json``, a fr
 ``client-request-id`` (uuid4) and a (connect, read) timeout; redirects are not followed. Each
 response is classified by one table (:data:`STATUS_ACTIONS`, :data:`EXCEPTION_ACTIONS`) into the
 error tree of :mod:`connector.errors`; only ``TransientError`` is retried (see
-:mod:`connector.http.retry`). A 401 refreshes the token once and repeats the request once.
+:mod:`connector.http.retry`). A 401 renews the token (once for all the threads that met it) and
+repeats the request once, in each attempt.
 
 Vendor JSON stays ``dict[str, Any]`` here; ``wire.py``/``convert.py`` give it a shape.
 
@@ -45,6 +46,7 @@ from connector.errors import (
 from connector.http.gate import RetryAfterGate
 from connector.http.retry import RetryPolicy, call_with_retry, parse_retry_after
 from connector.http.session import DEFAULT_TIMEOUT, is_certificate_failure
+from connector.http.tokens import TokenRenewal
 
 SERVICE = "partner_center"
 _MAX_MESSAGE = 1024  # the documented bound of error.message
@@ -242,6 +244,7 @@ class PartnerCenterClient:
         self._rng = rng
         self._log: FilteringBoundLogger = logger or structlog.get_logger(__name__)
         self.gate = RetryAfterGate(clock=clock, sleep=sleep)
+        self._renewal = TokenRenewal(auth)
 
     # -- operations ---------------------------------------------------------------------------
 
@@ -344,16 +347,15 @@ class PartnerCenterClient:
         json_body: object = None,
         headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
-        """One logical request: retried on TransientError, one token refresh on 401."""
-        refreshed = False
+        """One logical request: retried on TransientError; in each attempt, one token renewal
+        on 401 (shared with the other threads that met it: :class:`TokenRenewal`)."""
 
         def attempt() -> requests.Response:
-            nonlocal refreshed
-            response = self._send_once(method, url, self._auth.token(), params, json_body, headers)
-            if response.status_code == 401 and not refreshed:
+            token = self._auth.token()
+            response = self._send_once(method, url, token, params, json_body, headers)
+            if response.status_code == 401:
                 self._log.info("token_refresh_after_401", service=SERVICE)
-                token = self._auth.refresh()  # a transient failure here: the next attempt refreshes
-                refreshed = True
+                token = self._renewal.after_401(token)  # a transient failure: the next attempt
                 response = self._send_once(method, url, token, params, json_body, headers)
             error = error_for_response(response)
             if error is not None:

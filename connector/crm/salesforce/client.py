@@ -54,6 +54,7 @@ from connector.errors import (
 from connector.http.gate import RetryAfterGate
 from connector.http.retry import RetryPolicy, call_with_retry, parse_retry_after
 from connector.http.session import DEFAULT_TIMEOUT, is_certificate_failure
+from connector.http.tokens import TokenRenewal
 
 SERVICE = "salesforce"
 COLLECTION_LIMIT = 200
@@ -272,6 +273,7 @@ class SalesforceClient:
         self._clock = clock
         self._rng = rng
         self.gate = RetryAfterGate(clock=clock, sleep=sleep)
+        self._renewal = TokenRenewal(auth)
         """Held by every ``Retry-After`` this service sends: all requests wait it out."""
         self._log: FilteringBoundLogger = logger or structlog.get_logger(__name__)
         self._sf: Salesforce | None = None
@@ -406,23 +408,17 @@ class SalesforceClient:
     ) -> T:
         """One logical request: retried on TransientError, one re-authentication on 401; a
         create (not ``idempotent``) is not re-sent once it may have been made."""
-        reauthenticated = False
 
         def attempt() -> T:
-            nonlocal reauthenticated
             token = self._auth.token()  # a failure here: nothing was sent
             try:
                 return self._once(name, fn, token)
             except TransientError as exc:
                 raise outcome_unknown(exc, idempotent=idempotent)  # noqa: B904 - it chains itself
             except _Expired:
-                if reauthenticated:
-                    raise AuthError(
-                        "Salesforce refused a freshly issued token (401 INVALID_SESSION_ID)"
-                    ) from None
+                pass
             self._log.info("token_refresh_after_401", service=SERVICE, operation=name)
-            token = self._auth.refresh()  # a transient failure here: the next attempt refreshes
-            reauthenticated = True
+            token = self._renewal.after_401(token)  # a transient failure: the next attempt
             try:
                 return self._once(name, fn, token)
             except _Expired:
