@@ -18,7 +18,7 @@ clock: the server's on Postgres, the store's on SQLite (see ``StateStore.acquire
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +42,9 @@ from connector.state._codec import (
     referral_key,
     to_micros,
 )
+
+IN_LIST_CHUNK = 500
+"""Ids per ``IN (…)`` of a batch read: under SQLite's 999 bound parameters (before 3.32)."""
 
 
 def _without_password(url: str) -> str:
@@ -229,6 +232,19 @@ class SqlStateStore:
         with self._read() as conn:
             row = conn.execute(query).first()
         return None if row is None else _link(row)
+
+    def get_links(self, connection: str, referral_ids: Iterable[str]) -> dict[str, Link]:
+        keys = sorted({referral_key(i) for i in referral_ids})
+        found: dict[str, Link] = {}
+        with self._read() as conn:
+            for start in range(0, len(keys), IN_LIST_CHUNK):
+                query = sa.select(db.links).where(
+                    db.links.c.connection == connection,
+                    db.links.c.referral_key.in_(keys[start : start + IN_LIST_CHUNK]),
+                )
+                for row in conn.execute(query):
+                    found[row.referral_key] = _link(row)
+        return found
 
     def get_link_by_crm_id(self, connection: str, crm_id: str) -> Link | None:
         query = sa.select(db.links).where(
