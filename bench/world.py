@@ -4,24 +4,17 @@ The sandbox (Entra, Partner Center with N generated referrals, Salesforce, Datav
 this process, with a fixed latency injected before every reply; the engine runs in a child
 process (:mod:`bench.engine`), so its CPU time and peak RSS are its own, not the simulators'.
 The counts of API calls are read from the simulators' request log, never from the client.
-
-One fix is applied to the sandbox here (:func:`without_nagle`): its servers leave Nagle's
-algorithm on, so a reply written in two pieces (headers, then body) waits for the client's
-delayed ACK: 20-40 ms added to every request on top of the injected latency, which would
-measure the sandbox's TCP stack instead of the connector.
 """
 
 from __future__ import annotations
 
 import collections
 import shutil
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import sandbox.http
 from sandbox.app import Sandbox
 from sandbox.testing import random_loopback_host
 
@@ -75,23 +68,6 @@ ca_bundle = "{ca_bundle}"
 """
 
 
-def without_nagle() -> None:
-    """Set ``TCP_NODELAY`` on every connection the sandbox's servers accept (idempotent)."""
-    server = sandbox.http._TLSServer
-    if getattr(server.finish_request, "nodelay", False):
-        return
-    original = server.finish_request
-
-    def finish_request(
-        self: sandbox.http._TLSServer, request: socket.socket, address: object
-    ) -> None:
-        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        original(self, request, address)
-
-    finish_request.nodelay = True  # type: ignore[attr-defined]
-    server.finish_request = finish_request  # type: ignore[method-assign,assignment]
-
-
 def count_calls(sandbox: Sandbox, since: int = 0) -> dict[str, int]:
     """Requests per service the simulators answered, from entry ``since`` of the log on."""
     entries = sandbox.log.entries()[since:]
@@ -112,7 +88,6 @@ class World:
         if self.state_dir.exists():  # a run of our own before: its state must not carry over
             shutil.rmtree(self.state_dir)
         self.state_dir.mkdir(parents=True)
-        without_nagle()
         self.sandbox = Sandbox(
             self.state_dir,
             host=random_loopback_host(),

@@ -6,7 +6,7 @@ fakes in ``tests/fakes.py`` satisfy these without inheriting from them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -338,6 +338,11 @@ class StateStore(Protocol):
     def set_cursor(self, connection: str, stream: str, cursor: Mapping[str, Any]) -> None: ...
 
     def get_link(self, connection: str, referral_id: str) -> Link | None: ...
+
+    def get_links(self, connection: str, referral_ids: Iterable[str]) -> dict[str, Link]:
+        """The links of those referrals that have one, keyed by the referral id in lower case
+        (``str.lower``, as :meth:`get_link` compares ids); one read for a whole batch."""
+        ...
 
     def get_link_by_crm_id(self, connection: str, crm_id: str) -> Link | None: ...
 

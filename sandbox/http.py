@@ -1,9 +1,15 @@
 """WSGI apps served over TLS on loopback, each in a daemon thread, quiet and stoppable.
 
-werkzeug's development server does the HTTP; this module adds three things it lacks for a
+werkzeug's development server does the HTTP; this module adds four things it lacks for a
 sandbox: the TLS handshake happens in the worker thread (a client that never completes it cannot
-stall the accept loop), a bind failure raises ``OSError`` instead of exiting the process, and the
-access log goes to the ``sandbox.http`` logger at debug level instead of stderr.
+stall the accept loop), every accepted connection has ``TCP_NODELAY`` (:func:`tune_accepted`:
+with Nagle's algorithm on, a reply written in pieces waits for the client's delayed ACK, 20-40
+ms a request), a bind failure raises ``OSError`` instead of exiting the process, and the access
+log goes to the ``sandbox.http`` logger at debug level instead of stderr.
+
+Keep-alive: werkzeug's server answers every request with ``Connection: close`` whatever the
+protocol version (it drains the socket after each response), so each request is a new TCP and
+TLS connection.
 """
 
 from __future__ import annotations
@@ -25,11 +31,17 @@ HANDSHAKE_TIMEOUT_S = 10.0
 
 
 class _QuietHandler(WSGIRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as real services offer
+    protocol_version = "HTTP/1.1"  # werkzeug still closes every connection (see above)
 
     def log(self, type: str, message: str, *args: object) -> None:  # noqa: A002 (werkzeug's name)
         level = logging.WARNING if type == "error" else logging.DEBUG
         logger.log(level, message.rstrip(), *args)
+
+
+def tune_accepted(sock: socket.socket) -> None:
+    """Send small writes at once (``TCP_NODELAY``) on an accepted TCP connection."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class _TLSServer(ThreadedWSGIServer):
@@ -42,6 +54,7 @@ class _TLSServer(ThreadedWSGIServer):
 
     def finish_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         assert self.ssl_context is not None  # noqa: S101 (set in __init__)
+        tune_accepted(request)
         request.settimeout(HANDSHAKE_TIMEOUT_S)
         try:
             tls = self.ssl_context.wrap_socket(request, server_side=True)

@@ -155,8 +155,9 @@ class InboundCycle(Cycle):
         ]
         links: list[Link] = []
         pending: list[_Pending] = []
+        known = self._store.get_links(self.connection, [r.id for r in page.referrals])
         for referral in page.referrals:
-            link = self._store.get_link(self.connection, referral.id)
+            link = known.get(referral.id.lower())
             try:
                 item = self._prepare(referral, link)
             except MappingError as exc:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -105,6 +105,12 @@ class MemoryStateStore:
     def get_link(self, connection: str, referral_id: str) -> Link | None:
         with self._open() as t:
             return t.links.get((connection, referral_key(referral_id)))
+
+    def get_links(self, connection: str, referral_ids: Iterable[str]) -> dict[str, Link]:
+        keys = {referral_key(i) for i in referral_ids}
+        with self._open() as t:
+            found = {k: t.links.get((connection, k)) for k in keys}
+        return {k: link for k, link in found.items() if link is not None}
 
     def get_link_by_crm_id(self, connection: str, crm_id: str) -> Link | None:
         with self._open() as t:

@@ -18,7 +18,7 @@ clock: the server's on Postgres, the store's on SQLite (see ``StateStore.acquire
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +42,9 @@ from connector.state._codec import (
     referral_key,
     to_micros,
 )
+
+IN_LIST_CHUNK = 500
+"""Ids per ``IN (…)`` of a batch read: under SQLite's 999 bound parameters (before 3.32)."""
 
 
 def _without_password(url: str) -> str:
@@ -230,6 +233,19 @@ class SqlStateStore:
             row = conn.execute(query).first()
         return None if row is None else _link(row)
 
+    def get_links(self, connection: str, referral_ids: Iterable[str]) -> dict[str, Link]:
+        keys = sorted({referral_key(i) for i in referral_ids})
+        found: dict[str, Link] = {}
+        with self._read() as conn:
+            for start in range(0, len(keys), IN_LIST_CHUNK):
+                query = sa.select(db.links).where(
+                    db.links.c.connection == connection,
+                    db.links.c.referral_key.in_(keys[start : start + IN_LIST_CHUNK]),
+                )
+                for row in conn.execute(query):
+                    found[row.referral_key] = _link(row)
+        return found
+
     def get_link_by_crm_id(self, connection: str, crm_id: str) -> Link | None:
         query = sa.select(db.links).where(
             db.links.c.connection == connection, db.links.c.crm_id == crm_id
@@ -240,11 +256,22 @@ class SqlStateStore:
 
     def put_link(self, connection: str, link: Link) -> None:
         with self._write() as conn:
-            self._put_link(conn, connection, link)
+            self._put_links(conn, connection, [link])
 
-    def _put_link(self, conn: sa.Connection, connection: str, link: Link) -> None:
-        key = referral_key(link.referral_id)
-        values = {
+    def _put_links(self, conn: sa.Connection, connection: str, links: Sequence[Link]) -> None:
+        """Insert or replace each link, in order, through one statement run for every row
+        (``executemany``): compiled once, not once per link."""
+        if not links:
+            return
+        rows = [self._link_values(connection, link) for link in links]
+        # a crm_id linked to another referral violates the other unique index: an error, as it
+        # should be (ON CONFLICT names only the key it resolves)
+        conn.execute(_link_upsert(conn), rows)
+
+    def _link_values(self, connection: str, link: Link) -> dict[str, Any]:
+        return {
+            "connection": connection,
+            "referral_key": referral_key(link.referral_id),
             "referral_id": link.referral_id,
             "crm_id": link.crm_id,
             "engagement_id": link.engagement_id,
@@ -255,14 +282,6 @@ class SqlStateStore:
             "crm_open": None if link.crm_open is None else bool(link.crm_open),
             "updated_at": to_micros(link.updated_at or self._clock.now(), "link updated_at"),
         }
-        # a crm_id linked to another referral violates the other unique index: an error, as it
-        # should be (ON CONFLICT names only the key it resolves)
-        upsert = _insert(conn, db.links).values(connection=connection, referral_key=key, **values)
-        conn.execute(
-            upsert.on_conflict_do_update(
-                index_elements=[db.links.c.connection, db.links.c.referral_key], set_=values
-            )
-        )
 
     def links_awaiting_crm_id(self, connection: str, limit: int = 100) -> list[Link]:
         check_limit(limit)
@@ -292,8 +311,7 @@ class SqlStateStore:
         cursor: Mapping[str, Any],
     ) -> None:
         with self._write() as conn:
-            for link in links:
-                self._put_link(conn, connection, link)
+            self._put_links(conn, connection, links)
             for entry in dead_letters:
                 self._add_dead_letter(conn, connection, entry)
             now = self._now()
@@ -509,6 +527,19 @@ def _open_record(connection: str, direction: Direction, record_id: str) -> tuple
         db.dead_letters.c.direction == direction.value,
         db.dead_letters.c.record_id == record_id,
         db.dead_letters.c.resolved_at.is_(None),
+    )
+
+
+_LINK_KEY = ("connection", "referral_key")
+
+
+def _link_upsert(conn: sa.Connection) -> sa.Executable:
+    """``INSERT … ON CONFLICT (connection, referral_key) DO UPDATE`` every other column from
+    the row given."""
+    insert = _insert(conn, db.links)
+    changed = {c.name: insert.excluded[c.name] for c in db.links.c if c.name not in _LINK_KEY}
+    return insert.on_conflict_do_update(
+        index_elements=[db.links.c.connection, db.links.c.referral_key], set_=changed
     )
 
 

@@ -16,6 +16,10 @@ must fit the column's Edm type, else the OData reader's "A binary operator with 
 types was detected" (400 ``0x80060888``). String comparisons ignore case (Dataverse's
 collation); a comparison with an empty (null) column is false except ``eq null`` / ``ne null``,
 as in SQL. Everything the parser refuses raises :class:`DataverseError` (400).
+
+:func:`parse_filter_plan` also tells which rows a filter can match at most (a :data:`Plan`:
+``eq`` with a text or guid literal, under ``and`` and ``or``), for the store's indexes; the
+predicate still decides.
 """
 
 from __future__ import annotations
@@ -45,9 +49,27 @@ from sandbox.dynamics.schema import (
 )
 from sandbox.dynamics.values import format_datetime, parse_datetime
 
-__all__ = ["Predicate", "column_value", "parse_filter", "parse_orderby", "parse_select"]
+__all__ = [
+    "Plan",
+    "Predicate",
+    "column_value",
+    "parse_filter",
+    "parse_filter_plan",
+    "parse_orderby",
+    "parse_select",
+]
 
 Predicate = Callable[[Mapping[str, Any]], bool]
+Plan = tuple[tuple[str, frozenset[str]], ...]
+"""``((column, values), …)``: every row the filter matches has, in one of these columns, one
+of its values (text compared without case): the union of these lookups is a superset."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    test: Predicate
+    plan: Plan | None = None
+
 
 _TOKEN_RE = re.compile(
     r"""(?P<ws>\s+)
@@ -142,13 +164,13 @@ class _Parser:
         self.tokens = _tokenize(text)
         self.pos = 0
 
-    def parse(self) -> Predicate:
+    def parse(self) -> _Part:
         if not self.tokens:
             raise _syntax(self.text, 0)
-        predicate = self._or()
+        part = self._or()
         if self.pos < len(self.tokens):
             raise _syntax(self.text, self.tokens[self.pos].pos)
-        return predicate
+        return part
 
     def _peek(self) -> _Token | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -167,22 +189,32 @@ class _Parser:
             return True
         return False
 
-    def _or(self) -> Predicate:
+    def _or(self) -> _Part:
         parts = [self._and()]
         while self._keyword("or"):
             parts.append(self._and())
-        return parts[0] if len(parts) == 1 else (lambda row: any(p(row) for p in parts))
+        if len(parts) == 1:
+            return parts[0]
+        tests = [p.test for p in parts]
+        plans = [p.plan for p in parts]
+        plan = None if None in plans else tuple(x for p in plans if p is not None for x in p)
+        return _Part(lambda row: any(t(row) for t in tests), plan)
 
-    def _and(self) -> Predicate:
+    def _and(self) -> _Part:
         parts = [self._unary()]
         while self._keyword("and"):
             parts.append(self._unary())
-        return parts[0] if len(parts) == 1 else (lambda row: all(p(row) for p in parts))
+        if len(parts) == 1:
+            return parts[0]
+        tests = [p.test for p in parts]
+        plans = [p.plan for p in parts if p.plan is not None]
+        plan = min(plans, key=lambda p: sum(len(v) for _, v in p)) if plans else None
+        return _Part(lambda row: all(t(row) for t in tests), plan)
 
-    def _unary(self) -> Predicate:
+    def _unary(self) -> _Part:
         if self._keyword("not"):
-            inner = self._unary()
-            return lambda row: not inner(row)
+            negated = self._unary().test
+            return _Part(lambda row: not negated(row))
         token = self._peek()
         if token is not None and token.text == "(":
             self._take("(")
@@ -196,7 +228,7 @@ class _Parser:
             return self._function()
         return self._comparison()
 
-    def _function(self) -> Predicate:
+    def _function(self) -> _Part:
         name = self._take().text
         if name not in _FUNCTIONS:
             raise DataverseError.odata(f"An unknown function with name '{name}' was found.")
@@ -216,9 +248,11 @@ class _Parser:
             "startswith": lambda v: v.startswith(needle),
             "endswith": lambda v: v.endswith(needle),
         }[name]
-        return lambda row: isinstance(v := row.get(attr.logical_name), str) and test(v.lower())
+        return _Part(
+            lambda row: isinstance(v := row.get(attr.logical_name), str) and test(v.lower())
+        )
 
-    def _comparison(self) -> Predicate:
+    def _comparison(self) -> _Part:
         token = self._take()
         attr = _column(self.table, token.text)
         op_token = self._take()
@@ -232,7 +266,7 @@ class _Parser:
                     f"The operator '{op}' cannot be used with null: use eq null or ne null."
                 )
             want_null = op == "eq"
-            return lambda row: (column_value(attr, row) is None) == want_null
+            return _Part(lambda row: (column_value(attr, row) is None) == want_null)
         column_edm = _edm(attr)
         if not _compatible(column_edm, literal.edm):
             raise DataverseError.odata(
@@ -254,7 +288,10 @@ class _Parser:
                 stored = stored.lower()
             return compare(stored, wanted)
 
-        return test
+        plan: Plan | None = None
+        if op == "eq" and isinstance(literal.value, str):
+            plan = ((attr.logical_name, frozenset((literal.value,))),)
+        return _Part(test, plan)
 
     def _literal(self) -> _Literal:  # noqa: PLR0911 (one return per literal kind)
         token = self._take()
@@ -306,7 +343,14 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 
 
 def parse_filter(table: EntityDef, text: str) -> Predicate:
-    return _Parser(table, text).parse()
+    return _Parser(table, text).parse().test
+
+
+def parse_filter_plan(table: EntityDef, text: str) -> tuple[Predicate, Plan | None]:
+    """The filter's predicate and, when it can tell, the lookups that find every row it may
+    match."""
+    part = _Parser(table, text).parse()
+    return part.test, part.plan
 
 
 def parse_select(table: EntityDef, text: str | None) -> list[AttributeDef] | None:

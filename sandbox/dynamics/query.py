@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from sandbox.dynamics.errors import EXPIRED_VERSION_STAMP, INVALID_ARGUMENT, DataverseError
-from sandbox.dynamics.odata import column_value, parse_filter, parse_orderby, parse_select
+from sandbox.dynamics.odata import column_value, parse_filter_plan, parse_orderby, parse_select
 from sandbox.dynamics.schema import AttributeDef, EntityDef
 from sandbox.dynamics.store import Row, RowStore
 
@@ -115,10 +115,19 @@ def run_query(store: RowStore, table: EntityDef, query: Query) -> QueryResult:
     tracking = prefer.track_changes or "$deltatoken" in args
     if tracking:
         return _tracked(store, table, query, select, context)
-    rows = store.rows(table.logical_name)
     if "$filter" in args:
-        predicate = parse_filter(table, args["$filter"])
+        predicate, plan = parse_filter_plan(table, args["$filter"])
+        rows = (
+            store.rows(table.logical_name)
+            if plan is None
+            else store.rows_with_ids(
+                table.logical_name,
+                set().union(*(store.matching(table.logical_name, c, v) for c, v in plan)),
+            )
+        )
         rows = [r for r in rows if predicate(r)]
+    else:
+        rows = store.rows(table.logical_name)
     order = parse_orderby(table, args["$orderby"]) if "$orderby" in args else []
     compare = _comparator(order)
     key_of = functools.partial(_sort_key, table, order)

@@ -8,7 +8,13 @@ enforced required columns must be set, statecode/statuscode must agree
 ``createdon``, ``modifiedon``, ``modifiedby`` and ``versionnumber`` (one counter for the whole
 environment, like SQL rowversion; the row's etag is ``W/"<versionnumber>"``) are stamped on
 every write. Deletes leave a tombstone with the version, for change tracking. Stored dicts are
-replaced, never changed in place, so :meth:`RowStore.atomic` can roll a change set back.
+replaced, never changed in place, so :meth:`RowStore.atomic` can roll a change set back (from a
+journal of the rows and tombstones it replaced).
+
+Lookups by column value (:meth:`RowStore.find_by_key`, :meth:`RowStore.matching`, the
+alternate-key check) go through :class:`~sandbox.index.Indexes`: they narrow the rows to test,
+and each candidate is still compared as before, so an index changes a lookup's cost, not its
+answer.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import contextlib
 import itertools
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -26,6 +32,7 @@ from sandbox.dynamics.errors import DUPLICATE_RECORD, INVALID_ARGUMENT, Datavers
 from sandbox.dynamics.schema import LOOKUP_TYPES, AttributeDef, EntityDef, OrgSchema
 from sandbox.dynamics.states import STATE_COLUMNS, check_state_change
 from sandbox.dynamics.values import convert, format_datetime
+from sandbox.index import Indexes, fold_text
 
 __all__ = ["API_USER_ID", "SALES_USER_ID", "Clock", "Lookup", "Row", "RowStore"]
 
@@ -59,6 +66,10 @@ class RowStore:
         self._tombstones: dict[str, dict[str, int]] = {}
         self._version = itertools.count(FIRST_VERSION)
         self._last_version = FIRST_VERSION - 1
+        self._indexes = Indexes(_column)
+        self._position: dict[tuple[str, str], int] = {}  # (table, id) → order of creation
+        self._created = itertools.count()
+        self._journal: list[_Undo] | None = None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -77,10 +88,32 @@ class RowStore:
         case, as Dataverse's collation does)."""
         self._table(entity)
         with self._lock:
-            for row_id, row in self._rows.get(entity, {}).items():
+            rows = self._rows.get(entity, {})
+            candidates: Iterable[str] = rows
+            for column, value in values.items():
+                key = fold_text(value)
+                if key is not None:
+                    candidates = self._ordered(entity, self._ids_by(entity, column, [key]))
+                    break
+            for row_id in candidates:
+                row = rows[row_id]
                 if all(_same(row.get(c), v) for c, v in values.items()):
                     return row_id
         return None
+
+    def matching(self, entity: str, column: str, values: Iterable[str]) -> set[str]:
+        """Ids of live rows whose ``column`` (a lookup's row id) may equal one of ``values``
+        without case: a superset for the caller to test, never missing a match."""
+        with self._lock:
+            return self._ids_by(
+                entity, column, [k for k in map(fold_text, values) if k is not None]
+            )
+
+    def rows_with_ids(self, entity: str, ids: Iterable[str]) -> list[Row]:
+        """Copies of the live rows among ``ids``, oldest first (as :meth:`rows` lists them)."""
+        with self._lock:
+            rows = self._rows.get(entity, {})
+            return [dict(rows[i]) for i in self._ordered(entity, (i for i in ids if i in rows))]
 
     @property
     def version(self) -> int:
@@ -133,44 +166,113 @@ class RowStore:
                 new_id = (create_id or row_id or str(uuid.uuid4())).lower()
                 record[table.primary_id] = new_id
                 record["createdon"] = stamp
-                self._tombstones.get(entity, {}).pop(new_id, None)
             record["modifiedon"] = stamp
             record["modifiedby"] = Lookup("systemuser", user_id)
             record["versionnumber"] = version
             if entity == "contact":
                 names = (record.get("firstname"), record.get("lastname"))
                 record["fullname"] = " ".join(n for n in names if n)
-            self._rows.setdefault(entity, {})[record[table.primary_id]] = record
+            if creating:
+                self._set_tombstone(entity, record[table.primary_id], None)
+            self._put(entity, str(record[table.primary_id]), record)
             return str(record[table.primary_id]), creating
 
     def delete(self, entity: str, row_id: str) -> bool:
         """Delete a row (a tombstone remembers it for change tracking); ``False`` if absent."""
         self._table(entity)
         with self._lock:
-            row = self._rows.get(entity, {}).pop(row_id.lower(), None)
-            if row is None:
+            if row_id.lower() not in self._rows.get(entity, {}):
                 return False
+            self._put(entity, row_id.lower(), None)
             version = next(self._version)
             self._last_version = version
-            self._tombstones.setdefault(entity, {})[row_id.lower()] = version
+            self._set_tombstone(entity, row_id.lower(), version)
             return True
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:
         """Hold the store; if the block raises, every write made inside it is undone."""
         with self._lock:
-            rows = {name: dict(table) for name, table in self._rows.items()}
-            tombstones = {name: dict(t) for name, t in self._tombstones.items()}
+            outer = self._journal is None
+            if outer:
+                self._journal = []
+            assert self._journal is not None  # noqa: S101 (just set)
+            start = len(self._journal)
             try:
                 yield
             except BaseException:
-                self._rows, self._tombstones = rows, tombstones
+                self._undo(start)
                 raise
+            finally:
+                if outer:
+                    self._journal = None
 
     def clear(self) -> None:
         with self._lock:
             self._rows.clear()
             self._tombstones.clear()
+            self._indexes.clear()
+            self._position.clear()
+            if self._journal is not None:
+                self._journal.clear()
+
+    # -- keeping rows, indexes and the journal together ------------------------------------
+
+    def _put(self, entity: str, row_id: str, row: Row | None) -> None:
+        """Make ``row`` (``None``: no row) the row ``row_id`` of ``entity``."""
+        rows = self._rows.setdefault(entity, {})
+        old = rows.get(row_id)
+        if self._journal is not None:
+            self._journal.append(_Undo(entity, row_id, old, self._position.get((entity, row_id))))
+        if row is None:
+            rows.pop(row_id, None)
+            self._position.pop((entity, row_id), None)
+        else:
+            if old is None:
+                self._position[(entity, row_id)] = next(self._created)
+            rows[row_id] = row
+        self._indexes.replace(entity, row_id, old, row)
+
+    def _set_tombstone(self, entity: str, row_id: str, version: int | None) -> None:
+        stones = self._tombstones.setdefault(entity, {})
+        if self._journal is not None:
+            self._journal.append(_Undo(entity, row_id, None, None, stones.get(row_id), True))
+        if version is None:
+            stones.pop(row_id, None)
+        else:
+            stones[row_id] = version
+
+    def _undo(self, start: int) -> None:
+        assert self._journal is not None  # noqa: S101 (only inside atomic)
+        reordered: set[str] = set()
+        while len(self._journal) > start:
+            undo = self._journal.pop()
+            if undo.tombstone:
+                stones = self._tombstones.setdefault(undo.entity, {})
+                if undo.version is None:
+                    stones.pop(undo.row_id, None)
+                else:
+                    stones[undo.row_id] = undo.version
+                continue
+            rows = self._rows.setdefault(undo.entity, {})
+            new = rows.pop(undo.row_id, None)
+            self._position.pop((undo.entity, undo.row_id), None)
+            if undo.row is not None:
+                assert undo.position is not None  # noqa: S101 (journalled with its row)
+                rows[undo.row_id] = undo.row
+                self._position[(undo.entity, undo.row_id)] = undo.position
+                reordered.add(undo.entity)
+            self._indexes.replace(undo.entity, undo.row_id, new, undo.row)
+        for entity in reordered:  # a row put back goes back to its place
+            rows = self._rows[entity]
+            order = sorted(rows, key=lambda i: self._position[(entity, i)])
+            self._rows[entity] = {i: rows[i] for i in order}
+
+    def _ids_by(self, entity: str, column: str, keys: Iterable[Hashable]) -> set[str]:
+        return self._indexes.ids(entity, column, fold_text, keys, self._rows.get(entity, {}))
+
+    def _ordered(self, entity: str, ids: Iterable[str]) -> list[str]:
+        return sorted(ids, key=lambda i: self._position[(entity, i)])
 
     # -- rules --------------------------------------------------------------------------------
 
@@ -286,6 +388,24 @@ class RowStore:
                     f"key {key.logical_name} requires that this set of attributes contains unique "
                     "values. Select unique values and try again.",
                 )
+
+
+@dataclass(frozen=True, slots=True)
+class _Undo:
+    """What a write inside :meth:`RowStore.atomic` replaced: a row (and its place), or, with
+    ``tombstone``, a tombstone's version."""
+
+    entity: str
+    row_id: str
+    row: Row | None
+    position: int | None
+    version: int | None = None
+    tombstone: bool = False
+
+
+def _column(row: Mapping[str, Any], name: str) -> object:
+    value = row.get(name)
+    return value.row_id if isinstance(value, Lookup) else value
 
 
 def _same(stored: object, value: object) -> bool:

@@ -22,12 +22,16 @@ characters; long text areas cannot be filtered or sorted; ``ORDER BY`` puts null
 ascending and last descending. Errors are :class:`SoqlError` with Salesforce's codes
 (``MALFORMED_QUERY``, ``INVALID_FIELD``, ``INVALID_TYPE``, ``INVALID_QUERY_FILTER_OPERATOR``)
 and its "ERROR at Row:1:Column:N" messages.
+
+Evaluation reads only the records a ``WHERE`` can match when it can tell (:func:`_narrowed`:
+``=`` and ``IN`` with text literals on the queried sObject's own fields, through the store's
+indexes); every record read is still tested against the whole ``WHERE``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
@@ -403,6 +407,12 @@ class RowSource(Protocol):
         self, sobject: str, record_id: str, *, include_deleted: bool = False
     ) -> dict[str, Any] | None: ...
 
+    def matching(self, sobject: str, field_name: str, values: Iterable[str]) -> set[str]: ...
+
+    def records_with_ids(
+        self, sobject: str, ids: Iterable[str], *, include_deleted: bool = False
+    ) -> list[dict[str, Any]]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
@@ -729,10 +739,13 @@ def execute(
             "NUMBER_OUTSIDE_VALID_RANGE",
             f"Maximum SOQL offset allowed is {MAX_OFFSET}",
         )
-    rows = [
-        _Row(record, _related(record, obj, checker, source))
-        for record in source.records(obj.name, include_deleted=include_deleted)
-    ]
+    narrowed = None if query.where is None else _narrowed(query.where, checker, source)
+    records = (
+        source.records(obj.name, include_deleted=include_deleted)
+        if narrowed is None
+        else source.records_with_ids(obj.name, narrowed, include_deleted=include_deleted)
+    )
+    rows = [_Row(record, _related(record, obj, checker, source)) for record in records]
     evaluator = _Evaluator(checker, now)
     if query.where is not None:
         rows = [r for r in rows if evaluator.matches(query.where, r)]
@@ -744,6 +757,42 @@ def execute(
     if query.count_only:
         return QueryResult(obj.name, [{} for _ in rows], count_only=True)
     return QueryResult(obj.name, [_shape(r, obj, selected, version) for r in rows], False)
+
+
+_UNINDEXED_TYPES = frozenset({"date", "datetime", "boolean", *NUMBER_TYPES})
+
+
+def _narrowed(  # noqa: PLR0911 - one answer per kind of condition
+    cond: Cond, checker: _Checker, source: RowSource
+) -> set[str] | None:
+    """Ids of a superset of the records ``cond`` matches, or ``None`` if it cannot tell."""
+    if isinstance(cond, Compare):
+        if cond.op == "=" and cond.value.kind == "string":
+            return _probe(cond.field, (cond.value,), checker, source)
+        return None
+    if isinstance(cond, InList):
+        if not cond.negated and all(v.kind == "string" for v in cond.values):
+            return _probe(cond.field, cond.values, checker, source)
+        return None
+    if isinstance(cond, BoolOp):
+        parts = [_narrowed(c, checker, source) for c in cond.operands]
+        if cond.op == "AND":
+            known = [p for p in parts if p is not None]
+            return set.intersection(*known) if known else None
+        if any(p is None for p in parts):
+            return None
+        return set().union(*[p for p in parts if p is not None])
+    return None  # NOT and LIKE: no index answers them
+
+
+def _probe(
+    ref: FieldRef, values: Sequence[Literal], checker: _Checker, source: RowSource
+) -> set[str] | None:
+    res = checker.resolved[ref.path.lower()]
+    if res.rel is not None or res.fdef.type in _UNINDEXED_TYPES:
+        return None
+    texts = [str(v.value).replace(LIKE_ESCAPE, "") for v in values]
+    return source.matching(checker.obj.name, res.fdef.name, texts)
 
 
 def _related(

@@ -14,7 +14,12 @@ Opportunity's ``IsClosed``, ``IsWon`` and ``ForecastCategoryName`` follow ``Stag
 the OpportunityStage table, and ``Probability`` takes the stage's default when the stage
 changes without one. ``CreatedDate``, ``LastModifiedDate`` and ``SystemModstamp`` (sandbox
 clock, milliseconds) and the by-user ids are stamped on every write. Stored dicts are replaced,
-never changed in place, so :meth:`RecordStore.atomic` can roll back a whole batch.
+never changed in place, so :meth:`RecordStore.atomic` can roll back a whole batch (from a
+journal of the rows it replaced).
+
+Lookups by a field's value (:meth:`RecordStore.find`, :meth:`RecordStore.matching`, the unique
+field check) go through :class:`~sandbox.index.Indexes`: they narrow the rows to test, and each
+candidate is still compared as before, so an index changes the cost of a lookup, not its answer.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
+from sandbox.index import Fold, Indexes, fold_id15, fold_text
 from sandbox.salesforce.errors import ApiError, RecordError, RecordRejected
 from sandbox.salesforce.schema import TEXT_TYPES, FieldDef, OrgSchema, SObjectDef
 from sandbox.salesforce.values import format_datetime, id18, parse_datetime, same_id, to_wire
@@ -69,6 +75,10 @@ class RecordStore:
         self._lock = threading.RLock()
         self._data: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in org.names()}
         self._serial = itertools.count(1)
+        self._indexes = Indexes(lambda row, name: row.get(name))
+        self._position: dict[str, int] = {}  # id → creation order
+        self._created = itertools.count()
+        self._journal: list[tuple[str, str, dict[str, Any] | None]] | None = None
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -98,11 +108,40 @@ class RecordStore:
         if fdef is None:
             raise KeyError(f"no field {obj.name}.{field_name}")
         with self._lock:
+            rows = self._data[obj.name]
+            key = _fold(fdef)(value)
+            if key is None:
+                candidates: Iterable[str] = rows
+            else:
+                candidates = self._ordered(self._lookup(obj, fdef, [key]))
             return [
                 rid
-                for rid, raw in self._data[obj.name].items()
-                if not raw["IsDeleted"] and _equal(fdef, raw.get(fdef.name), value)
+                for rid in candidates
+                if not rows[rid]["IsDeleted"] and _equal(fdef, rows[rid].get(fdef.name), value)
             ]
+
+    def matching(self, sobject: str, field_name: str, values: Iterable[str]) -> set[str]:
+        """Ids of records (deleted ones included) whose ``field_name`` may equal one of
+        ``values`` as SOQL compares text (without case) and ids (15 or 18 characters): a
+        superset for the caller to test, never missing a match."""
+        obj = self._sobject(sobject)
+        fdef = obj.field(field_name)
+        if fdef is None:
+            raise KeyError(f"no field {obj.name}.{field_name}")
+        fold = _fold(fdef)
+        with self._lock:
+            return self._lookup(obj, fdef, [k for k in map(fold, values) if k is not None])
+
+    def records_with_ids(
+        self, sobject: str, ids: Iterable[str], *, include_deleted: bool = False
+    ) -> list[dict[str, Any]]:
+        """Copies of the records among ``ids`` (not deleted ones unless asked), oldest first,
+        as :meth:`records` would list them."""
+        obj = self._sobject(sobject)
+        with self._lock:
+            rows = self._data[obj.name]
+            raws = [rows[i] for i in self._ordered(i for i in ids if i in rows)]
+        return [self._visible(obj, r) for r in raws if include_deleted or not r["IsDeleted"]]
 
     def updated_ids(self, sobject: str, start: datetime, end: datetime) -> list[str]:
         """Ids whose ``SystemModstamp`` is in ``[start, end)`` (deleted ones included)."""
@@ -168,28 +207,67 @@ class RecordStore:
         with self._lock:
             current = self._live(obj, record_id)
             stamp = format_datetime(self.clock.now())
-            self._data[obj.name][current["Id"]] = {
-                **current,
-                "IsDeleted": True,
-                "SystemModstamp": stamp,
-            }
+            self._put(obj.name, {**current, "IsDeleted": True, "SystemModstamp": stamp})
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:
         """Hold the store; if the block raises, every write made inside it is undone."""
         with self._lock:
-            saved = {name: dict(rows) for name, rows in self._data.items()}
+            outer = self._journal is None
+            if outer:
+                self._journal = []
+            assert self._journal is not None  # noqa: S101 (just set)
+            start = len(self._journal)
             try:
                 yield
             except BaseException:
-                self._data = saved
+                self._undo(start)
                 raise
+            finally:
+                if outer:
+                    self._journal = None
 
     def clear(self) -> None:
         with self._lock:
             self._data = {name: {} for name in self.org.names()}
+            self._indexes.clear()
+            self._position.clear()
+            if self._journal is not None:
+                self._journal.clear()
 
     # -- internals --------------------------------------------------------------------------
+
+    def _put(self, sobject: str, record: dict[str, Any]) -> None:
+        """Store ``record`` (new or replacing the one with its id), keeping the indexes, the
+        creation order and an open :meth:`atomic` block's journal."""
+        rows = self._data[sobject]
+        record_id = str(record["Id"])
+        old = rows.get(record_id)
+        if self._journal is not None:
+            self._journal.append((sobject, record_id, old))
+        if old is None:
+            self._position[record_id] = next(self._created)
+        rows[record_id] = record
+        self._indexes.replace(sobject, record_id, old, record)
+
+    def _undo(self, start: int) -> None:
+        assert self._journal is not None  # noqa: S101 (only inside atomic)
+        while len(self._journal) > start:
+            sobject, record_id, old = self._journal.pop()
+            rows = self._data[sobject]
+            new = rows.get(record_id)
+            if old is None:
+                rows.pop(record_id, None)
+                self._position.pop(record_id, None)
+            else:
+                rows[record_id] = old
+            self._indexes.replace(sobject, record_id, new, old)
+
+    def _lookup(self, obj: SObjectDef, fdef: FieldDef, keys: Iterable[Hashable]) -> set[str]:
+        return self._indexes.ids(obj.name, fdef.name, _fold(fdef), keys, self._data[obj.name])
+
+    def _ordered(self, ids: Iterable[str]) -> list[str]:
+        return sorted(ids, key=self._position.__getitem__)
 
     def _sobject(self, name: str) -> SObjectDef:
         obj = self.org.sobject(name)
@@ -254,7 +332,7 @@ class RecordStore:
         record["LastModifiedDate"] = stamp
         record["LastModifiedById"] = user_id
         record["SystemModstamp"] = stamp
-        self._data[obj.name][record["Id"]] = record
+        self._put(obj.name, record)
         return str(record["Id"])
 
     def _apply(
@@ -364,7 +442,11 @@ class RecordStore:
             value = record.get(fdef.name)
             if not fdef.unique or value is None:
                 continue
-            for rid, raw in self._data[obj.name].items():
+            rows = self._data[obj.name]
+            key = _fold(fdef)(value)
+            candidates = rows if key is None else self._ordered(self._lookup(obj, fdef, [key]))
+            for rid in candidates:
+                raw = rows[rid]
                 if (
                     rid != record.get("Id")
                     and not raw["IsDeleted"]
@@ -396,6 +478,12 @@ def _known_fields(
             )
         given[fdef.name] = (fdef, value)
     return given
+
+
+def _fold(fdef: FieldDef) -> Fold:
+    """The index key of a value of ``fdef``: equal under :func:`_equal` (and SOQL's ``=``)
+    implies equal keys."""
+    return fold_id15 if fdef.type in ("id", "reference") else fold_text
 
 
 def _equal(fdef: FieldDef, stored: object, value: object) -> bool:

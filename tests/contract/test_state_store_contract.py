@@ -150,6 +150,31 @@ def test_a_link_is_found_whatever_the_case_of_its_referral_id(store: StateStore)
     assert found.referral_id == "4a7e-ABC"  # the id as it was given, not the lower-cased key
 
 
+def test_links_of_a_batch_are_read_at_once_keyed_by_lower_case_id(store: StateStore):
+    store.put_link("acme", full_link("4a7e-ABC", crm_id="006A"))
+    store.put_link("acme", full_link("ref-2", crm_id="006B"))
+    store.put_link("other", full_link("REF-3", crm_id="006C"))
+
+    found = store.get_links("acme", ["4A7E-abc", "REF-2", "ref-2", "REF-3", "missing"])
+
+    assert sorted(found) == ["4a7e-abc", "ref-2"]
+    assert found["4a7e-abc"] == store.get_link("acme", "4a7e-abc")
+    assert found["4a7e-abc"].referral_id == "4a7e-ABC"
+    assert found["ref-2"].crm_id == "006B"
+    assert store.get_links("acme", []) == {}
+
+
+def test_a_batch_read_of_more_links_than_one_statement_takes_finds_them_all(store: StateStore):
+    ids = [f"REF-{n:04d}" for n in range(1201)]
+    store.record_page(
+        "acme", "pc", links=[Link(referral_id=i) for i in ids], dead_letters=(), cursor={}
+    )
+
+    found = store.get_links("acme", [*ids, "REF-9999"])
+
+    assert sorted(found) == sorted(i.lower() for i in ids)
+
+
 def test_a_link_is_found_by_its_crm_id(store: StateStore):
     store.put_link("acme", full_link("REF-1", crm_id="006A"))
     store.put_link("acme", full_link("REF-2", crm_id="006B"))

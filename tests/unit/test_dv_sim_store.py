@@ -11,6 +11,7 @@ from sandbox.clock import SandboxClock
 from sandbox.dynamics.actions import LOSE, WIN, close_opportunity
 from sandbox.dynamics.errors import DataverseError
 from sandbox.dynamics.protection import Limits, ServiceProtection
+from sandbox.dynamics.query import Prefer, Query, run_query
 from sandbox.dynamics.refs import EntityRef, parse_bind, parse_key
 from sandbox.dynamics.salesperson import SalespersonSimulator
 from sandbox.dynamics.schema import OrgSchema
@@ -224,3 +225,62 @@ def test_accounts_have_the_address_columns_a_customer_is_found_by(store):
         account_id
     )
     assert code_of(store.write, "account", None, {"name": "X", "address1_postalcode": "9" * 21})
+
+
+# -- indexed lookups answer as a scan would ---------------------------------------------------
+
+
+def query_ids(store, entity_set: str, text: str) -> list[str]:
+    table = store.schema.by_set(entity_set)
+    query = Query(args={"$filter": text}, prefer=Prefer(), url="u", root="r", expire_days=30)
+    return [row[table.primary_id] for row in run_query(store, table, query).body["value"]]
+
+
+def test_key_lookup_ignores_case_and_follows_an_edit(store):
+    row_id = new_opp(store, **{KEY: "REF-1"})
+    assert store.find_by_key("opportunity", {KEY: "ref-1"}) == row_id
+    store.write("opportunity", row_id, {KEY: "REF-2"})
+    assert store.find_by_key("opportunity", {KEY: "REF-1"}) is None
+    assert store.find_by_key("opportunity", {KEY: "Ref-2"}) == row_id
+    assert code_of(new_opp, store, **{KEY: "ref-2"}) == "0x80040237"
+    new_opp(store, **{KEY: "ref-1"})  # the old value is free again
+
+
+def test_filtered_queries_ignore_case_under_and_and_or(store):
+    a, _ = store.write("account", None, {"name": "Contoso", "address1_postalcode": "98052"})
+    b, _ = store.write("account", None, {"name": "contoso", "address1_postalcode": "10001"})
+    c, _ = store.write("account", None, {"name": "Fabrikam", "address1_postalcode": "98052"})
+    both = "(name eq 'CONTOSO' and address1_postalcode eq '98052') or name eq 'fabrikam'"
+    assert sorted(query_ids(store, "accounts", both)) == sorted([a, c])
+    assert sorted(query_ids(store, "accounts", "name eq 'contoso'")) == sorted([a, b])
+    store.write("account", b, {"name": "Northwind"})
+    assert query_ids(store, "accounts", "name eq 'contoso'") == [a]
+    assert query_ids(store, "accounts", "name eq 'NORTHWIND'") == [b]
+    store.delete("account", a)
+    assert query_ids(store, "accounts", "name eq 'contoso'") == []
+
+
+def test_a_lookup_column_is_found_by_its_row_id(store):
+    account, _ = store.write("account", None, {"name": "A"})
+    opp = new_opp(store, parentaccountid=Lookup("account", account))
+    text = f"_parentaccountid_value eq {account.upper()}"
+    assert query_ids(store, "opportunities", text) == [opp]
+
+
+def test_a_rolled_back_block_restores_rows_keys_order_and_tombstones(store):
+    first, second = new_opp(store, **{KEY: "R-1"}), new_opp(store, **{KEY: "R-2"})
+    order = [r["opportunityid"] for r in store.rows("opportunity")]
+
+    def undone() -> None:
+        with store.atomic():
+            store.delete("opportunity", first)
+            store.write("opportunity", second, {KEY: "R-3"})
+            new_opp(store, **{KEY: "R-1"})
+            new_opp(store, name="x" * 301)
+
+    assert code_of(undone) == "0x80044331"
+    assert [r["opportunityid"] for r in store.rows("opportunity")] == order
+    assert store.find_by_key("opportunity", {KEY: "r-1"}) == first
+    assert store.find_by_key("opportunity", {KEY: "r-2"}) == second
+    assert store.find_by_key("opportunity", {KEY: "r-3"}) is None
+    assert store.changes_since("opportunity", 0)[1] == []

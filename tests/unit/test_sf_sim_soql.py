@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sandbox.clock import SandboxClock
-from sandbox.salesforce import EXTERNAL_ID_FIELD, OrgSchema, RecordStore, SoqlError
+from sandbox.salesforce import EXTERNAL_ID_FIELD, OrgSchema, RecordRejected, RecordStore, SoqlError
 from sandbox.salesforce.soql import BoolOp, Compare, InList, Like, Not, execute, parse, tokenize
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -275,3 +275,91 @@ def test_ids_match_in_15_or_18_characters(store):
     [record] = [r for r in store.records("Opportunity") if r["Name"] == "beta"]
     assert names(store, f"Id = '{record['Id'][:15]}'") == ["beta"]
     assert names(store, f"Id IN ('{record['Id']}')") == ["beta"]
+
+
+# -- indexed lookups answer as a scan would ---------------------------------------------------
+
+
+def ids(store, text, **kw):
+    return [r["Id"] for r in run(store, text, **kw).records]
+
+
+def test_equality_and_in_lookups_ignore_case_as_salesforce_does(store):
+    assert names(store, "Name = 'ALPHA'") == ["Alpha"]
+    assert names(store, "Name IN ('BETA', 'gamma 50%', 'nobody')") == ["beta", "Gamma 50%"]
+    assert names(store, f"{EXTERNAL_ID_FIELD} IN ('r-1', 'R-2')") == ["Alpha", "beta"]
+
+
+def test_an_edited_field_is_found_by_its_new_value_only(store):
+    alpha = store.find("Opportunity", "Name", "Alpha")[0]
+    assert names(store, "Name = 'Alpha'") == ["Alpha"]  # builds the index
+    store.update("Opportunity", alpha, {"Name": "Delta"})
+    assert names(store, "Name = 'Alpha'") == []
+    assert names(store, "Name IN ('delta', 'beta')") == ["beta", "Delta"]
+
+
+def test_indexed_lookup_keeps_creation_order_without_order_by(store):
+    first = store.create("Account", {"Name": "Twin"})
+    second = store.create("Account", {"Name": "twin"})
+    assert ids(store, "SELECT Id FROM Account WHERE Name = 'TWIN'") == [first, second]
+
+
+def test_an_id_matches_in_15_or_18_characters(store):
+    contoso = store.find("Account", "Name", "Contoso")[0]
+    short = contoso[:15]
+    text = f"SELECT Name FROM Opportunity WHERE AccountId IN ('{short}') ORDER BY Name"  # noqa: S608 - SOQL under test
+    assert [r["Name"] for r in run(store, text).records] == ["Alpha", "O'Brien"]
+
+
+def test_and_or_of_indexed_terms_match_what_a_scan_matches(store):
+    assert names(store, "Name IN ('Alpha', 'beta') AND StageName = 'closed won'") == ["beta"]
+    assert names(store, "Name = 'Alpha' OR Amount > 250") == ["Alpha", "beta"]
+    assert names(store, "(Name = 'Alpha' OR Name = 'beta') AND Amount = null") == []
+
+
+def test_a_deleted_record_is_found_only_by_query_all(store):
+    beta = store.find("Opportunity", "Name", "beta")[0]
+    text = "SELECT Id FROM Opportunity WHERE Name = 'beta'"
+    assert ids(store, text) == [beta]
+    store.delete("Opportunity", beta)
+    assert ids(store, text) == []
+    assert ids(store, text, include_deleted=True) == [beta]
+
+
+def test_a_rolled_back_batch_leaves_no_trace_in_lookups(store):
+    alpha = store.find("Opportunity", "Name", "Alpha")[0]
+    assert store.find("Opportunity", EXTERNAL_ID_FIELD, "R-9") == []
+
+    def undone() -> None:
+        with store.atomic():
+            store.create(
+                "Opportunity",
+                {
+                    "Name": "New",
+                    "StageName": "Prospecting",
+                    "CloseDate": "2026-12-31",
+                    EXTERNAL_ID_FIELD: "R-9",
+                },
+            )
+            store.update("Opportunity", alpha, {"Name": "Renamed"})
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        undone()
+    assert store.find("Opportunity", EXTERNAL_ID_FIELD, "R-9") == []
+    assert names(store, "Name IN ('Renamed', 'New')") == []
+    assert names(store, "Name = 'alpha'") == ["Alpha"]
+
+
+def test_unique_external_id_still_refuses_a_duplicate_in_another_case(store):
+    with pytest.raises(RecordRejected) as exc:
+        store.create(
+            "Opportunity",
+            {
+                "Name": "Dup",
+                "StageName": "Prospecting",
+                "CloseDate": "2026-12-31",
+                EXTERNAL_ID_FIELD: "r-1",
+            },
+        )
+    assert [e.code for e in exc.value.errors] == ["DUPLICATE_VALUE"]
