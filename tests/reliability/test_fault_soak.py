@@ -53,6 +53,18 @@ spent daily quota is not): the daemon's own quiet time after one (15 min by defa
 sent meanwhile) is set to 2 s, or the soak would spend most of its time waiting it out."""
 
 
+FEED_ROUTES = frozenset({("partner_center", "referrals_list"), ("salesforce", "query_all"),
+                         ("dataverse", "query")})  # fmt: skip
+"""The change-feed polls: over the same time, a run that waits out faults polls less often."""
+
+
+def work_calls(run: RunResult) -> int:
+    """Calls that are not change-feed polls: what the sync's work cost (the issue's 1.3 is
+    checked on every call; this is reported beside it, since backing off replaces idle polls,
+    and 20 % faults that each cost one retry alone make it 1.25)."""
+    return sum(1 for e in run.log if (e.service, e.route) not in FEED_ROUTES)
+
+
 def fault_plan(crm: str) -> str:
     services = ("entra", "partner_center", "salesforce" if crm == "salesforce" else "dataverse")
     return ";".join(f"{s}:{PLANS[s]},{OPTIONS}" for s in services)
@@ -64,7 +76,7 @@ def test_every_plan_faults_one_request_in_five():
         assert total == pytest.approx(0.20)
 
 
-@pytest.mark.soak  # not in the default run: it fails today (docs/RELIABILITY.md, findings 6)
+@pytest.mark.soak
 @pytest.mark.parametrize("crm", ["salesforce", "dynamics"])
 def test_twenty_percent_faults_everywhere_reach_the_fault_free_end_state(
     crm, sizes, report, tmp_path
@@ -103,6 +115,7 @@ def test_twenty_percent_faults_everywhere_reach_the_fault_free_end_state(
     violations = retry_after_violations(faulty.log)
     injected = Counter(e.injected for e in faulty.log if e.injected)
     ratio = faulty.requests / clean.requests
+    work = work_calls(faulty), work_calls(clean)
     figures = {
         "crm": crm,
         "referrals": sizes.soak_referrals,
@@ -110,6 +123,8 @@ def test_twenty_percent_faults_everywhere_reach_the_fault_free_end_state(
         "phases": faulty.phases,
         "calls": [clean.requests, faulty.requests],
         "call_ratio": round(ratio, 3),
+        "work_calls": [work[1], work[0]],
+        "work_call_ratio": round(work[0] / work[1], 3),
         "by_service": [clean.by_service, faulty.by_service],
         "injected": dict(injected),
         "fault_share": round(sum(injected.values()) / faulty.requests, 3),
