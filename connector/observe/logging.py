@@ -1,8 +1,10 @@
 """structlog set-up: one JSON object a line, secrets dropped, customer contacts masked.
 
 Redaction is a processor, so it applies to every event whoever logs it: keys that name a secret
-(token, secret, password, authorization, assertion, refresh) are replaced outright, and e-mail
-addresses and phone numbers inside any string value are masked unless masking is turned off.
+(token, secret, password, authorization, assertion, refresh) are replaced outright, a bearer
+token or a JWT inside any text is too, and e-mail addresses and phone numbers inside any string
+value are masked unless masking is turned off. The standard library's loggers (urllib3, msal,
+apscheduler, werkzeug) go through the same chain: one JSON object a line, redacted alike.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ _NOT_A_PHONE = re.compile(
 )  # date-times and GUIDs (referral ids): digits and dashes, but never a phone number
 _MAX_PHONE_DIGITS = 15  # E.164; a longer run of digits is an id or an amount
 REDACTED = "[redacted]"
+_SECRET_TEXT = re.compile(
+    r"(?i:(\bbearer\s+))[\w.~+/=-]+|\beyJ[\w-]{6,}\.[\w-]{6,}\.[\w-]*"
+)  # "Bearer <token>" and JWTs (a JWT's header always begins eyJ), in free text
 
 
 def mask_contacts(text: str) -> str:
@@ -58,6 +63,7 @@ class Redactor:
         if _SECRET_KEY.search(key) and value is not None and not isinstance(value, bool | int):
             return REDACTED
         if isinstance(value, str):
+            value = _SECRET_TEXT.sub(lambda m: (m.group(1) or "") + REDACTED, value)
             return mask_contacts(value) if self.mask else value
         if isinstance(value, dict):
             return {k: self._clean(str(k), v) for k, v in value.items()}
@@ -91,4 +97,20 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=out, force=True)
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                Redactor(mask_customer_contacts=mask_customer_contacts),
+                structlog.processors.JSONRenderer(sort_keys=False),
+            ],
+        )
+    )
+    logging.basicConfig(level=max(numeric, logging.WARNING), handlers=[handler], force=True)

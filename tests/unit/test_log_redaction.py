@@ -83,3 +83,31 @@ def test_configured_logger_writes_one_json_object_a_line_without_secrets():
     assert record["access_token"] == REDACTED
     assert record["contact"] == "j***@contoso.com"
     assert "eyJ-secret" not in out.getvalue()
+
+
+def test_standard_library_logs_are_json_lines_through_the_same_redaction():
+    import logging  # noqa: PLC0415
+
+    out = io.StringIO()
+    configure_logging(level="info", stream=out)
+    try:
+        logging.getLogger("urllib3.connectionpool").warning(
+            "Retrying after %s: header Authorization: Bearer abc.def-ghi for jane@contoso.com",
+            "ConnectionResetError",
+        )
+    finally:
+        structlog.reset_defaults()
+        logging.basicConfig(force=True)
+    [line] = out.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["logger"] == "urllib3.connectionpool"
+    assert record["level"] == "warning"
+    assert "abc.def-ghi" not in line
+    assert "jane@contoso.com" not in line
+    assert "ConnectionResetError" in record["event"]
+
+
+def test_a_jwt_or_bearer_token_in_free_text_is_dropped():
+    jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyIn0.c2lnbmF0dXJl"
+    event = Redactor()(None, "info", {"event": f"sent {jwt}", "detail": "Bearer x-Y_z.1"})
+    assert event == {"event": f"sent {REDACTED}", "detail": f"Bearer {REDACTED}"}
