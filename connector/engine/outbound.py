@@ -75,6 +75,9 @@ class OutboundCycle(Cycle):
                 continue
             if link is not None:
                 links.append(link)
+            if change.key and not change.deleted:
+                # Handled (sent, or already in Partner Center): an open dead letter of it is
+                # resolved, also when a stop after the send left the change "unchanged" here.
                 resolved.append((Direction.OUTBOUND, change.crm_id))
         if report.plan:
             return

@@ -314,14 +314,32 @@ class SqlStateStore:
             self._put_links(conn, connection, links)
             for entry in dead_letters:
                 self._add_dead_letter(conn, connection, entry)
-            now = self._now()
-            for direction, record_id in resolved:
+            self._resolve(conn, connection, resolved)
+            self._set_cursor(conn, connection, stream, cursor)
+
+    def _resolve(
+        self, conn: sa.Connection, connection: str, resolved: Sequence[tuple[Direction, str]]
+    ) -> None:
+        """Resolve the open dead letters of these records: one statement per direction and
+        chunk (a page resolves every record it handled, most of them with none open)."""
+        now = self._now()
+        by_direction: dict[Direction, list[str]] = {}
+        for direction, record_id in resolved:
+            by_direction.setdefault(Direction(direction), []).append(record_id)
+        table = db.dead_letters
+        for direction, ids in by_direction.items():
+            for start in range(0, len(ids), IN_LIST_CHUNK):
+                chunk = ids[start : start + IN_LIST_CHUNK]
                 conn.execute(
-                    db.dead_letters.update()
-                    .where(*_open_record(connection, Direction(direction), record_id))
+                    table.update()
+                    .where(
+                        table.c.connection == connection,
+                        table.c.direction == direction.value,
+                        table.c.record_id.in_(chunk),
+                        table.c.resolved_at.is_(None),
+                    )
                     .values(resolved_at=now)
                 )
-            self._set_cursor(conn, connection, stream, cursor)
 
     # -- dead letters ----------------------------------------------------------------------
 
@@ -519,15 +537,6 @@ class SqlStateStore:
 
 
 # -- rows ⇄ records ------------------------------------------------------------------------
-
-
-def _open_record(connection: str, direction: Direction, record_id: str) -> tuple[Any, ...]:
-    return (
-        db.dead_letters.c.connection == connection,
-        db.dead_letters.c.direction == direction.value,
-        db.dead_letters.c.record_id == record_id,
-        db.dead_letters.c.resolved_at.is_(None),
-    )
 
 
 _LINK_KEY = ("connection", "referral_key")

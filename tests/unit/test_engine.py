@@ -267,6 +267,40 @@ def test_accepting_without_a_value_is_dead_lettered_with_guidance_then_goes_thro
     assert world.store.dead_letters(CONNECTION) == []  # resolved by the successful sync
 
 
+def test_a_dead_letter_fixed_and_sent_just_before_a_kill_is_resolved_after_the_restart():
+    """The fix reached Partner Center and its link was recorded at once, but the process died
+    before the page's commit: the change read again is "unchanged", and its dead letter must
+    still be resolved (it was left open for ever; the full-size crash test found it)."""
+    world = World()
+    [ref] = referrals(1)
+    world.pc.seed(ref)
+    world.settle()
+    world.salesperson(ref.id, StageName="Qualification", Amount=Decimal(0))
+    world.cycle()
+    assert len(world.store.dead_letters(CONNECTION)) == 1
+    world.salesperson(ref.id, Amount=Decimal(5000))
+    real_record_page = world.store.record_page
+
+    class Killed(BaseException):
+        pass
+
+    def killed_before_commit(connection, stream, **kwargs):
+        if stream == CRM_STREAM:
+            raise Killed
+        return real_record_page(connection, stream, **kwargs)
+
+    world.store.record_page = killed_before_commit  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        world.cycle()
+    world.store.record_page = real_record_page  # type: ignore[method-assign]
+    assert world.pc.referrals[ref.id].lifecycle == ACTIVE  # the fix was sent
+
+    world.restart()
+    world.cycle()
+
+    assert world.store.dead_letters(CONNECTION) == []
+
+
 def test_an_update_made_invalid_by_a_concurrent_change_is_dead_lettered_and_retried_later():
     world = World()
     [ref] = referrals(1)
