@@ -114,14 +114,24 @@ class KeepAliveHandler(WSGIRequestHandler):
     """
 
     protocol_version = "HTTP/1.1"
+    _idle = False  # waiting for a request line (a timeout then is the idle timeout)
 
     def handle_one_request(self) -> None:
         if not self._connections.waiting(self.connection):
             self.close_connection = True
             return
+        self._idle = True
         super().handle_one_request()
 
+    def log_error(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's name
+        if self._idle and format.startswith("Request timed out"):
+            # a kept-alive connection no request came on: closed, as planned, not an error
+            logger.debug("keepalive_idle_closed peer=%s", self.client_address)
+            return
+        super().log_error(format, *args)
+
     def run_wsgi(self) -> None:
+        self._idle = False
         if not self._connections.serving(self.connection):
             self.close_connection = True
             return

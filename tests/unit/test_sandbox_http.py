@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -173,3 +174,18 @@ def test_stop_lets_a_reply_in_progress_finish_then_closes_its_connection(tls, se
         stopper.join(10)
     assert [a.status_code for a in answers] == [200]
     assert answers[0].headers["Connection"] == "close"
+
+
+def test_an_idle_connection_is_closed_quietly_and_the_next_request_reconnects(
+    tls, served, monkeypatch, caplog
+):
+    monkeypatch.setattr("sandbox.http.IDLE_TIMEOUT_S", 0.2)
+    app = Peers()
+    server = served(app)
+    with ca_session(str(tls.ca_path)) as session, caplog.at_level("DEBUG", "sandbox.http"):
+        assert session.get(f"{server.url}/", timeout=10).text == "ok"
+        time.sleep(0.6)
+        assert session.get(f"{server.url}/", timeout=10).text == "ok"
+    assert app.connections == 2
+    assert "keepalive_idle_closed" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
