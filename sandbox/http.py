@@ -1,15 +1,16 @@
 """WSGI apps served over TLS on loopback, each in a daemon thread, quiet and stoppable.
 
-werkzeug's development server does the HTTP; this module adds four things it lacks for a
-sandbox: the TLS handshake happens in the worker thread (a client that never completes it cannot
-stall the accept loop), every accepted connection has ``TCP_NODELAY`` (:func:`tune_accepted`:
-with Nagle's algorithm on, a reply written in pieces waits for the client's delayed ACK, 20-40
-ms a request), a bind failure raises ``OSError`` instead of exiting the process, and the access
-log goes to the ``sandbox.http`` logger at debug level instead of stderr.
+werkzeug's development server does the HTTP; this module adds what it lacks for a sandbox:
+the TLS handshake happens in the worker thread (a client that never completes it cannot stall
+the accept loop), every accepted connection has ``TCP_NODELAY`` (:func:`tune_accepted`: with
+Nagle's algorithm on, a reply written in pieces waits for the client's delayed ACK, 20-40 ms a
+request), connections are kept alive between requests (:mod:`sandbox.keepalive`: werkzeug's
+own handler closes every one), a bind failure raises ``OSError`` instead of exiting the
+process, and the access log goes to the ``sandbox.http`` logger at debug level instead of
+stderr.
 
-Keep-alive: werkzeug's server answers every request with ``Connection: close`` whatever the
-protocol version (it drains the socket after each response), so each request is a new TCP and
-TLS connection.
+:meth:`RunningServer.stop` stops accepting, closes the connections waiting for a request and
+lets those serving one finish their reply (then closes them).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import ssl
 import threading
 from dataclasses import dataclass, field
 
-from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+from werkzeug.serving import ThreadedWSGIServer
 
+from sandbox.keepalive import IDLE_TIMEOUT_S, Connections, KeepAliveHandler
 from sandbox.wsgi import WSGIApp
 
 logger = logging.getLogger("sandbox.http")
@@ -30,9 +32,7 @@ logger = logging.getLogger("sandbox.http")
 HANDSHAKE_TIMEOUT_S = 10.0
 
 
-class _QuietHandler(WSGIRequestHandler):
-    protocol_version = "HTTP/1.1"  # werkzeug still closes every connection (see above)
-
+class _QuietHandler(KeepAliveHandler):
     def log(self, type: str, message: str, *args: object) -> None:  # noqa: A002 (werkzeug's name)
         level = logging.WARNING if type == "error" else logging.DEBUG
         logger.log(level, message.rstrip(), *args)
@@ -51,6 +51,7 @@ class _TLSServer(ThreadedWSGIServer):
         host, port = sock.getsockname()[:2]
         super().__init__(host, port, app, handler=_QuietHandler, fd=sock.fileno())
         self.ssl_context = ssl_context  # werkzeug reads it for wsgi.url_scheme
+        self.connections = Connections()
 
     def finish_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         assert self.ssl_context is not None  # noqa: S101 (set in __init__)
@@ -61,10 +62,11 @@ class _TLSServer(ThreadedWSGIServer):
         except (OSError, ssl.SSLError) as exc:
             logger.debug("tls_handshake_failed peer=%s error=%s", client_address, exc)
             return
-        tls.settimeout(None)
+        tls.settimeout(IDLE_TIMEOUT_S)
         try:
             super().finish_request(tls, client_address)
         finally:
+            self.connections.closed(tls)
             _close_quietly(tls)
 
     def log(self, type: str, message: str, *args: object) -> None:  # noqa: A002 (werkzeug's name)
@@ -93,10 +95,12 @@ class RunningServer:
         return f"https://{self.host}:{self.port}"
 
     def stop(self) -> None:
-        """Stop accepting, close the listening socket and wait for the server thread."""
+        """Stop accepting, close idle connections, close the listening socket and wait for
+        the server thread (replies being written are finished, then their connections closed)."""
         if not self._thread.is_alive():
             return
         self._server.shutdown()
+        self._server.connections.stop()
         self._thread.join(timeout=5)
         self._server.server_close()
 

@@ -9,8 +9,9 @@ salesperson's edits are never overwritten; the stage is written only when the en
 
 from __future__ import annotations
 
+import functools
 import string
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import timedelta
 
 from connector.mapping.sources import source_value
@@ -95,7 +96,7 @@ def _value(
     referral: Referral, field_map: FieldMap, spec: MappingSpec, warnings: list[str]
 ) -> object:
     if field_map.template is not None:
-        names = [n for _, n, _, _ in string.Formatter().parse(field_map.template) if n]
+        names = _template_names(field_map.template)
         value: object = field_map.template.format(
             **{n: source_value(referral, n) or "" for n in names}
         )
@@ -106,6 +107,11 @@ def _value(
     else:
         value = field_map.constant
     return shape(field_map, value, warnings)
+
+
+@functools.lru_cache(maxsize=256)
+def _template_names(template: str) -> tuple[str, ...]:
+    return tuple(n for _, n, _, _ in string.Formatter().parse(template) if n)
 
 
 def account_of(referral: Referral) -> AccountRef:
@@ -136,9 +142,15 @@ def contact_ref(contact: Contact) -> ContactRef:
     )
 
 
+_REF_FIELDS: dict[type, tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls)) for cls in (AccountRef, ContactRef)
+}
+
+
 def _plain(value: object) -> object:
-    if isinstance(value, AccountRef | ContactRef):
-        return asdict(value)
+    names = _REF_FIELDS.get(type(value))
+    if names is not None:  # what dataclasses.asdict gives (their fields are text), without its
+        return {name: getattr(value, name) for name in names}  # deep copy of every value
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value

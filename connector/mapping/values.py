@@ -14,6 +14,9 @@ from connector.model.values import check_amount, check_text, format_decimal, par
 
 __all__ = ["fingerprint", "retype", "shape", "wire_value"]
 
+_AS_IS = frozenset({str, int, float, bool, type(None)})
+"""Types :func:`wire_value` returns unchanged (tested by exact type first: most values are)."""
+
 
 def shape(spec: FieldMap, value: object, warnings: list[str]) -> object:
     """``value`` as ``spec`` writes it; a value that cannot be shaped is a MappingError."""
@@ -84,6 +87,12 @@ def _keys(table: Mapping[str, object]) -> str:
 
 def wire_value(value: object) -> object:
     """A JSON-able, comparison-stable form of a shaped value (for fingerprints and plans)."""
+    if type(value) in _AS_IS:
+        return value
+    return _wire_form(value)
+
+
+def _wire_form(value: object) -> object:
     if isinstance(value, Decimal):
         return format_decimal(value.normalize())
     if isinstance(value, datetime):

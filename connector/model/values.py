@@ -59,6 +59,8 @@ _MAX_AMOUNT_DIGITS = 18  # Salesforce currency fields hold 18 digits; Dataverse 
 
 def parse_text(raw: object, field: str) -> str | None:
     """Optional text: ``None``/``""``/blank → ``None``; numbers become their digits."""
+    if type(raw) is str:  # the common case first
+        return check_text(raw, field) if raw.strip() else None
     if raw is None:
         return None
     if isinstance(raw, bool):

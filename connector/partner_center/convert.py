@@ -51,6 +51,8 @@ _ROOT = "referral"
 
 def _obj(raw: object, field: str) -> Mapping[str, Any]:
     """An optional JSON object: ``None``/missing → ``{}``; anything but an object is refused."""
+    if type(raw) is dict:  # what JSON gives: no abstract-class check
+        return raw
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
@@ -64,6 +66,8 @@ def _array(raw: object, field: str) -> list[Any]:
     A lone object where an array belongs (``"team": {...}``, seen in real exports) is read as a
     one-item array.
     """
+    if type(raw) is list:
+        return raw
     if raw is None:
         return []
     if isinstance(raw, Mapping):

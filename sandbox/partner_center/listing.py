@@ -9,6 +9,10 @@ query options.
 The token is a *position* in the re-evaluated query, as an OData ``$skip`` is: a referral that
 moves in the order between two pages (because it was written) can be skipped or seen twice.
 The real API's paging under concurrent writes is UNDOCUMENTED; the client must cope with both.
+
+:func:`page_of` answers the change feed's query (``updatedDateTime`` ranges, ``updatedDateTime
+asc``) from the store's index (:mod:`sandbox.partner_center.order`) and every other query with
+:func:`run_query`, the full scan; both give the same pages.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sandbox.partner_center.fields import REFERRAL_PROPERTIES
 from sandbox.partner_center.odata import (
@@ -31,8 +35,18 @@ from sandbox.partner_center.odata import (
     parse_orderby,
     sort_referrals,
 )
+from sandbox.partner_center.order import Span, span_of
 
-__all__ = ["PAGE_SIZE", "ListQuery", "Page", "PageTokens", "parse_list_args", "run_query"]
+__all__ = [
+    "PAGE_SIZE",
+    "ListQuery",
+    "OrderedReferrals",
+    "Page",
+    "PageTokens",
+    "page_of",
+    "parse_list_args",
+    "run_query",
+]
 
 PAGE_SIZE = 100
 
@@ -117,6 +131,26 @@ def parse_select(text: str) -> tuple[str, ...]:
     return names
 
 
+class OrderedReferrals(Protocol):
+    """What :func:`page_of` reads: the store (a :class:`~sandbox.partner_center.ReferralStore`)."""
+
+    def snapshot(self) -> list[Raw]: ...
+
+    def in_updated_order(self, span: Span, start: int, stop: int) -> tuple[int, list[Raw]]: ...
+
+
+def page_of(
+    referrals: OrderedReferrals, query: ListQuery, position: int, page_size: int = PAGE_SIZE
+) -> Page:
+    """The page of ``query`` at ``position``: from the index when it can answer, else scanned."""
+    keys = parse_orderby(query.orderby) if query.orderby is not None else ()
+    span = span_of(query.filter, keys)
+    if span is None:
+        return run_query(referrals.snapshot(), query, position, page_size)
+    total, fetched = referrals.in_updated_order(span, position, position + page_size)
+    return _page(query, position, page_size, total, lambda stop: fetched[: stop - position])
+
+
 def run_query(
     referrals: Iterable[Raw], query: ListQuery, position: int, page_size: int = PAGE_SIZE
 ) -> Page:
@@ -128,16 +162,28 @@ def run_query(
     keys = parse_orderby(query.orderby) if query.orderby is not None else ()
     if keys:
         matched = sort_referrals(matched, keys)
-    end = len(matched) if query.top is None else min(len(matched), query.skip + query.top)
+    return _page(query, position, page_size, len(matched), lambda stop: matched[position:stop])
+
+
+def _page(
+    query: ListQuery,
+    position: int,
+    page_size: int,
+    total: int,
+    value_until: Callable[[int], list[Raw]],
+) -> Page:
+    """The page at ``position`` of a result of ``total`` referrals; ``value_until(stop)`` gives
+    the result's referrals from ``position`` to ``stop``."""
+    end = total if query.top is None else min(total, query.skip + query.top)
     stop = min(position + page_size, end)
-    value = matched[position:stop]
+    value = value_until(stop) if stop > position else []
     if query.select is not None:
         names = parse_select(query.select)
         value = [{name: raw[name] for name in names if name in raw} for raw in value]
     return Page(
         value=value,
         next_position=stop if stop < end else None,
-        count=len(matched) if query.count else None,
+        count=total if query.count else None,
     )
 
 

@@ -42,7 +42,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from sandbox.partner_center.errors import ApiError, error_body
-from sandbox.partner_center.listing import PageTokens, parse_list_args, run_query
+from sandbox.partner_center.listing import PageTokens, page_of, parse_list_args
 from sandbox.partner_center.odata import ODataError
 from sandbox.partner_center.store import Clock, ReferralStore
 from sandbox.partner_center.webhooks import CERTIFICATE_PATH, REGISTRATION_PATH, WebhookService
@@ -154,7 +154,7 @@ class PartnerCenterSimulator:
     def _referrals_list(self, request: Request) -> Response:
         try:
             query, position = parse_list_args(request.args.to_dict(flat=False), self._page_tokens)
-            page = run_query(self.store.snapshot(), query, position)
+            page = page_of(self.store, query, position)
         except ODataError as exc:
             raise ApiError.invalid(str(exc), target="query") from None
         root = _root(request)

@@ -32,6 +32,7 @@ from typing import Any, Literal, Protocol
 
 from sandbox.partner_center import writes
 from sandbox.partner_center.errors import ApiError
+from sandbox.partner_center.order import Span, UpdatedOrder
 from sandbox.partner_center.wiretime import format_wire, moment_ticks, ticks
 
 __all__ = [
@@ -88,6 +89,7 @@ class ReferralStore:
         self._expiry_ticks = int(expiry.total_seconds()) * _TICKS_PER_SECOND
         self._lock = threading.RLock()
         self._items: dict[str, dict[str, Any]] = {}
+        self._order = UpdatedOrder()  # every write to _items goes through _put, which keeps it
         # the earliest expiry among New referrals, or lower (a write may have removed it):
         # a sweep scans only once sandbox time reaches it
         self._next_expiry: int | None = None
@@ -114,8 +116,7 @@ class ReferralStore:
         if not isinstance(referral_id, str) or not referral_id:
             raise ValueError("a seeded referral needs a string 'id'")
         with self._lock:
-            self._items[referral_id] = copy.deepcopy(dict(raw))
-            self._note_expiry(self._items[referral_id])
+            self._put(copy.deepcopy(dict(raw)))
 
     def get_raw(self, referral_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -133,6 +134,7 @@ class ReferralStore:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._order.clear()
             self._next_expiry = None
 
     def edit(self, referral_id: str, **changes: object) -> dict[str, Any]:
@@ -155,8 +157,7 @@ class ReferralStore:
         if pinned:
             with self._lock:
                 updated = {**self._items[referral_id], **pinned}
-                self._items[referral_id] = updated
-                self._note_expiry(updated)
+                self._put(updated)
         return copy.deepcopy(updated)
 
     def stamp_updated(self, referral_ids: Iterable[str], updated: datetime | str) -> None:
@@ -165,7 +166,7 @@ class ReferralStore:
         with self._lock:
             for referral_id in referral_ids:
                 current = self._require(referral_id)
-                self._items[referral_id] = {**current, "eTag": new_etag(), "updatedDateTime": stamp}
+                self._put({**current, "eTag": new_etag(), "updatedDateTime": stamp})
 
     # -- the API's operations ------------------------------------------------------------
 
@@ -174,6 +175,17 @@ class ReferralStore:
         with self._lock:
             self._sweep_locked()
             return list(self._items.values())
+
+    def in_updated_order(
+        self, span: Span, start: int, stop: int
+    ) -> tuple[int, list[Mapping[str, Any]]]:
+        """``(how many, those at [start, stop))`` of the referrals in ``span``, ordered by
+        ``updatedDateTime`` then ``id`` (read-only views), from the index: O(log N + page)."""
+        with self._lock:
+            self._sweep_locked()
+            first, end = self._order.bounds(span)
+            window = self._order.ids(first + start, min(first + stop, end))
+            return end - first, [self._items[referral_id] for referral_id in window]
 
     def get(self, referral_id: str) -> Mapping[str, Any]:
         """One referral (read-only view) or 404."""
@@ -239,10 +251,14 @@ class ReferralStore:
     ) -> dict[str, Any]:
         raw["eTag"] = new_etag()
         raw["updatedDateTime"] = format_wire(now)
-        self._items[raw["id"]] = raw
-        self._note_expiry(raw)
+        self._put(raw)
         self._notify(kind, raw["id"], now)
         return raw
+
+    def _put(self, raw: dict[str, Any]) -> None:
+        self._items[raw["id"]] = raw
+        self._order.put(raw["id"], raw)
+        self._note_expiry(raw)
 
     def _notify(self, kind: WriteKind, referral_id: str, now: datetime) -> None:
         for observer in self._observers:

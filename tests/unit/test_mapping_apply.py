@@ -13,6 +13,7 @@ from builders import ACTIVE, DECLINED, EXPIRED, NEW, REFERRAL_ID, WON, referral
 from connector.errors import MappingError
 from connector.mapping import (
     Decision,
+    created_partner_values,
     decide,
     inbound_fingerprint,
     map_referral,
@@ -25,6 +26,7 @@ from connector.model import Action, Deal
 from connector.ports import OpportunityChange
 
 SF = load_mapping_file(default_mapping_path("salesforce"))
+DV = load_mapping_file(default_mapping_path("dynamics"))
 CRM_ID = "006000000000001AAA"
 
 
@@ -125,6 +127,20 @@ def test_a_long_name_is_cut_to_the_field_length_with_a_warning():
 
 def test_no_referral_name_falls_back_to_the_customer_name():
     assert map_referral(referral(name=None), SF, create=True).write.fields["Name"] == "Contoso Ltd"
+
+
+@pytest.mark.parametrize(
+    ("spec", "inbound", "outbound"),
+    [
+        (SF, "1d030f75b5be612f7e482adeb8321cd3", "136d4a371b11b6a0afc06b4cee71d47e"),
+        (DV, "133890f98eeb503151ce7109fbd619c5", "7d42b755026f1d2209d0180d7a5c27fe"),
+    ],
+    ids=["salesforce", "dynamics"],
+)
+def test_fingerprints_are_those_earlier_releases_stored(spec, inbound, outbound):
+    # State databases hold these digests: a change would re-write every record once.
+    assert inbound_fingerprint(referral(), spec) == inbound
+    assert outbound_fingerprint(created_partner_values(referral(), spec), spec) == outbound
 
 
 def test_the_inbound_fingerprint_moves_with_partner_center_fields_only():

@@ -220,8 +220,13 @@ def error_for(
     return PermanentError(text, status=status, code=code)
 
 
+_JSON_AS_IS = frozenset({str, int, float, bool, type(None)})
+
+
 def to_json_value(value: object) -> object:
     """A Python value as Salesforce JSON: Decimal as a number, dates as ISO 8601 text."""
+    if type(value) in _JSON_AS_IS:
+        return value
     if isinstance(value, Decimal):
         if value == value.to_integral_value() and abs(value) < 10**15:
             return int(value)
