@@ -92,8 +92,8 @@ def log():
                         logger_factory=lambda *a: structlog.PrintLogger(sys.stderr))
     return structlog.get_logger()
 
-def test_a_token_under_a_key_the_redactor_does_not_know():
-    log().info("token_refreshed", url="https://login.example/cb?code={JWT}")
+def test_a_token_printed_where_the_redactor_does_not_know():
+    print("callback https://login.example/cb?code={JWT}", file=sys.stderr)
 
 def test_a_registered_secret_in_an_exception_message():
     log().warning("auth_failed", error="invalid client {PLANTED}")

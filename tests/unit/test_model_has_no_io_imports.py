@@ -26,6 +26,7 @@ ALLOWED = {
     "datetime",
     "decimal",
     "enum",
+    "functools",  # caches of parsed templates
     "hashlib",  # fingerprints
     "json",  # canonical text for fingerprints (no file is read)
     "re",
