@@ -360,3 +360,14 @@ def test_a_create_refused_before_it_was_done_is_retried(mocked, clock):
 
     assert client.create_collection([("Account", {"Name": "Contoso"})])[0]["id"] == "001A"
     assert sum(1 for call in mocked.calls if call.request.url == url) == 3
+
+
+def test_a_token_endpoint_503_with_retry_after_keeps_the_client_back_that_long(mocked, clock):
+    mocked.post(TOKEN_URL, status=503, json={"error": "server_error"}, headers={"Retry-After": "3"})
+    mocked.post(TOKEN_URL, json=token_reply(1))
+    mocked.get(f"{API}/sobjects/Opportunity/describe", json=body("describe_opportunity.json"))
+    client = make_client(make_auth(), clock)
+
+    assert client.describe("Opportunity")["name"] == "Opportunity"
+    assert len(clock.sleeps) == 1
+    assert clock.sleeps[0] >= 3

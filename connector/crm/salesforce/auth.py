@@ -188,13 +188,15 @@ class SalesforceAuth:
             self._log.info("salesforce_token_issued", mode=self._mode, grants=self.grants)
             return token["access_token"]
         reason = _describe(body, response)
+        retry_after = parse_retry_after(
+            response.headers.get("Retry-After"), server_date=response.headers.get("Date")
+        )
         if status == 429:
-            retry_after = parse_retry_after(
-                response.headers.get("Retry-After"), server_date=response.headers.get("Date")
-            )
             raise RateLimited(f"Salesforce token endpoint: {reason}", retry_after=retry_after)
-        if status >= 500:
-            raise TransientError(f"Salesforce token endpoint answered {status}: {reason}")
+        if status >= 500:  # a 503's Retry-After holds the client's gate like any other
+            raise TransientError(
+                f"Salesforce token endpoint answered {status}: {reason}", retry_after=retry_after
+            )
         raise AuthError(f"Salesforce refused the {self._mode} grant ({status}): {reason}")
 
 
