@@ -11,6 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from connector.crm.customers import fitted_contact
+from connector.crm.salesforce.adapter import CONTACT_LIMITS as SF_CONTACT_LIMITS
 from connector.errors import ConflictError, PermanentError, RateLimited, RecordRejected
 from connector.model import Deal, Lifecycle, PartnerUpdate, Referral, Status, Substatus
 from connector.ports import (
@@ -460,6 +462,8 @@ def _account_fields(account: AccountRef) -> dict[str, object]:
 
 
 def _contact_fields(contact: ContactRef) -> dict[str, object]:
+    # As the Salesforce adapter writes it: fields made to fit the org's Contact columns.
+    contact = fitted_contact(contact, SF_CONTACT_LIMITS)
     values = {
         "LastName": contact.last_name,
         "FirstName": contact.first_name,

@@ -8,12 +8,27 @@ and, once found or created, which ids each write gets (or why it fails).
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
 
 from connector.ports import AccountRef, ContactRef, OpportunityWrite
 
-__all__ = ["account_ids", "contact_ids", "wanted_accounts", "wanted_contacts"]
+__all__ = ["account_ids", "contact_ids", "fitted_contact", "wanted_accounts", "wanted_contacts"]
 
 Body = dict[str, object]
+
+
+def fitted_contact(ref: ContactRef, limits: Mapping[str, int]) -> ContactRef:
+    """``ref`` with each field that does not fit its CRM column made to fit, so a contact's
+    long job title does not dead-letter its referral: names and the title are cut to the
+    limit; a phone number too long is dropped (cut, it would be a wrong number). The e-mail is
+    never changed: contacts are found by it (one too long is the CRM's to refuse)."""
+    changes: dict[str, Any] = {}
+    for attr, limit in limits.items():
+        value = getattr(ref, attr)
+        if isinstance(value, str) and len(value) > limit and attr != "email":
+            changes[attr] = None if attr == "phone" else value[:limit].rstrip()
+    return replace(ref, **changes) if changes else ref
 
 
 def wanted_accounts(

@@ -321,3 +321,27 @@ def test_the_metadata_check_reports_every_problem_not_only_the_first(crm: CrmHar
         (v.sobject, v.picklist),
         (v.sobject, v.plain_text),
     }
+
+
+def test_a_contact_whose_title_and_names_are_too_long_for_the_crm_still_syncs(crm: CrmHarness):
+    """Partner Center allows longer contact fields than the CRM's columns: the referral must
+    not be dead-lettered for its contact's job title; the e-mail (the contact's key) is kept."""
+    long = ContactRef(
+        last_name="L" * 120, first_name="F" * 90, email="long.fields@contoso.example",
+        phone="+1 425 555 0100 ext. 1234567890123456789012345678901234567890",
+        title="Senior Principal Director of Cloud Infrastructure, Data Platforms and "
+        "Artificial Intelligence Programs for EMEA",
+    )  # fmt: skip
+    account = AccountRef(name="Long Fields Ltd", postal_code="80331")
+    w = OpportunityWrite(
+        key="ref-long", fields=crm.vocabulary.fields("Long"), account=account, contacts=(long,)
+    )
+
+    [outcome] = crm.adapter.upsert([w])
+
+    assert outcome.action == "created", outcome.reason
+    [stored] = crm.opportunities()["ref-long"].contacts
+    assert stored.email == "long.fields@contoso.example"
+    assert stored.title is not None
+    assert long.title is not None
+    assert long.title.startswith(stored.title)

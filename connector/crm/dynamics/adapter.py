@@ -56,7 +56,13 @@ from urllib.parse import quote, urlencode
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from connector.crm.customers import account_ids, contact_ids, wanted_accounts, wanted_contacts
+from connector.crm.customers import (
+    account_ids,
+    contact_ids,
+    fitted_contact,
+    wanted_accounts,
+    wanted_contacts,
+)
 from connector.crm.dynamics import wire
 from connector.crm.dynamics.batch import MAX_PARTS, Part, PartResponse
 from connector.crm.dynamics.client import DynamicsClient, error_for
@@ -696,7 +702,12 @@ def _account_body(ref: AccountRef) -> dict[str, object]:
     }
 
 
+CONTACT_LIMITS = {"first_name": 50, "last_name": 50, "title": 100, "phone": 50}
+"""Dataverse's contact column lengths (firstname, lastname, jobtitle, telephone1)."""
+
+
 def _contact_body(ref: ContactRef, account_id: str | None) -> dict[str, object]:
+    ref = fitted_contact(ref, CONTACT_LIMITS)
     body: dict[str, object] = {
         column: getattr(ref, attr)
         for attr, column in wire.CONTACT_FIELDS.items()

@@ -49,7 +49,13 @@ from urllib.parse import quote_plus
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from connector.crm.customers import account_ids, contact_ids, wanted_accounts, wanted_contacts
+from connector.crm.customers import (
+    account_ids,
+    contact_ids,
+    fitted_contact,
+    wanted_accounts,
+    wanted_contacts,
+)
 from connector.crm.salesforce import wire
 from connector.crm.salesforce.client import COLLECTION_LIMIT, SalesforceClient
 from connector.crm.salesforce.metadata import field_problems, with_external_id
@@ -497,7 +503,12 @@ def _account_record(ref: AccountRef) -> dict[str, object]:
     }
 
 
+CONTACT_LIMITS = {"first_name": 40, "last_name": 80, "title": 128, "phone": 40}
+"""Salesforce's standard Contact field lengths (FirstName, LastName, Title, Phone)."""
+
+
 def _contact_record(ref: ContactRef, account_id: str | None) -> dict[str, object]:
+    ref = fitted_contact(ref, CONTACT_LIMITS)
     record: dict[str, object] = {
         name: getattr(ref, attr)
         for attr, name in wire.CONTACT_FIELDS.items()
