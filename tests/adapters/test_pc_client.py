@@ -168,10 +168,9 @@ def test_429_without_header_waits_as_long_as_the_throttling_body_says(client, mo
     assert clock.sleeps[0] >= 57
 
 
-def test_a_retry_after_given_up_on_still_keeps_the_next_cycle_from_calling(auth, clock, mocked):
-    """The cycle fails (the wait is past its budget) but the server's "come back in 120 s"
-    stands: a request before then fails at once without being sent; after it, it goes."""
-    tight = PartnerCenterClient(
+def tight_client(auth: FakeAuth, clock: FakeClock) -> PartnerCenterClient:
+    """A client whose requests may spend 60 s in all (a Retry-After of 120 is past it)."""
+    return PartnerCenterClient(
         BASE,
         auth,
         session=build_session(),
@@ -179,6 +178,12 @@ def test_a_retry_after_given_up_on_still_keeps_the_next_cycle_from_calling(auth,
         sleep=clock.sleep,
         clock=clock,
     )
+
+
+def test_a_retry_after_given_up_on_still_keeps_the_next_cycle_from_calling(auth, clock, mocked):
+    """The cycle fails (the wait is past its budget) but the server's "come back in 120 s"
+    stands: a request before then fails at once without being sent; after it, it goes."""
+    tight = tight_client(auth, clock)
     mocked.get(REFERRALS, status=429, json=body("throttled.json"), headers={"Retry-After": "120"})
     with pytest.raises(RateLimited):
         next(tight.iter_pages())
@@ -231,14 +236,7 @@ def test_transient_failures_past_the_attempt_cap_raise_transient_error(client, m
 
 
 def test_gives_up_at_once_when_retry_after_exceeds_the_time_budget(auth, clock, mocked):
-    tight = PartnerCenterClient(
-        BASE,
-        auth,
-        session=build_session(),
-        retry=RetryPolicy(max_attempts=6, max_total_s=60),
-        sleep=clock.sleep,
-        clock=clock,
-    )
+    tight = tight_client(auth, clock)
     mocked.get(REFERRALS, status=429, json=body("throttled.json"), headers={"Retry-After": "120"})
 
     with pytest.raises(RateLimited) as caught:
