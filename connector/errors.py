@@ -7,6 +7,8 @@
     ├── AuthError          credentials refused even after one token refresh; stop this connection
     ├── TransientError     back off and retry (the request layer does it, nobody else)
     │   ├── RateLimited    the server said when to come back: ``retry_after`` seconds
+    │   ├── TokenRefused   a token renewed a moment ago was refused too (revoked early?):
+    │   │                  the next attempt renews again; ``AuthError`` if every attempt does
     │   └── OutcomeUnknown a create failed in a way that may have made it: not re-sent; the
     │                      next cycle finds what exists and creates only what does not
     ├── PermanentError     retrying cannot help
@@ -65,6 +67,12 @@ class TransientError(ReferralSyncError):
 
 class RateLimited(TransientError):
     """The server asked us to slow down and (usually) said for how long."""
+
+
+class TokenRefused(TransientError):
+    """A token issued after a 401 was refused too (HTTP 401 again). A token revoked early can
+    be, so the request is tried again with yet another one; when every attempt of the request
+    ends so, the retry layer raises :class:`AuthError` (credentials really refused)."""
 
 
 class OutcomeUnknown(TransientError):

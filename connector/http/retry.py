@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import tenacity
 
-from connector.errors import OutcomeUnknown, TransientError
+from connector.errors import AuthError, OutcomeUnknown, TokenRefused, TransientError
 from connector.http.gate import RetryAfterGate
 
 if TYPE_CHECKING:
@@ -161,10 +161,18 @@ def call_with_retry(
 ) -> T:
     """Run ``fn`` under ``policy``; on giving up, the last ``TransientError`` is raised.
 
-    ``gate``: waited out before each attempt, held for each ``Retry-After`` met."""
+    ``gate``: waited out before each attempt, held for each ``Retry-After`` met. A
+    :class:`TokenRefused` in the last attempt is an :class:`AuthError`: renewed tokens were
+    refused every time, so the credentials are."""
     retrying = build_retrying(policy, sleep=sleep, clock=clock, rng=rng, on_retry=on_retry)
-    if gate is None:
-        return retrying(fn)
+    try:
+        return retrying(fn if gate is None else _gated(fn, gate, policy))
+    except TokenRefused as exc:
+        raise AuthError(f"{exc}, in every attempt") from exc
+
+
+def _gated(fn: Callable[[], T], gate: RetryAfterGate, policy: RetryPolicy) -> Callable[[], T]:
+    """``fn`` that waits ``gate`` out first and holds it for a ``Retry-After`` it meets."""
 
     def gated() -> T:
         gate.check(policy.max_total_s)  # past this request's budget: fail now, send nothing
@@ -175,7 +183,7 @@ def call_with_retry(
                 gate.hold(exc.retry_after)
             raise
 
-    return retrying(gated)
+    return gated
 
 
 def parse_retry_after(

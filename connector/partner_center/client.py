@@ -41,6 +41,7 @@ from connector.errors import (
     RateLimited,
     RecordRejected,
     ReferralSyncError,
+    TokenRefused,
     TransientError,
 )
 from connector.http.gate import RetryAfterGate
@@ -357,6 +358,8 @@ class PartnerCenterClient:
                 self._log.info("token_refresh_after_401", service=SERVICE)
                 token = self._renewal.after_401(token)  # a transient failure: the next attempt
                 response = self._send_once(method, url, token, params, json_body, headers)
+                if response.status_code == 401:
+                    raise TokenRefused("Partner Center refused a freshly issued token (401)")
             error = error_for_response(response)
             if error is not None:
                 raise error

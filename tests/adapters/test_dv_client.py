@@ -92,15 +92,37 @@ def test_a_401_refreshes_the_token_once_and_repeats_the_request():
 
 
 @responses.activate
-def test_a_second_401_after_the_refresh_is_an_auth_error():
-    tokens = Tokens()
+def test_a_token_refused_right_after_its_renewal_is_renewed_again_in_the_next_attempt():
+    tokens, clock = Tokens(), FakeClock()
+    url = f"{BASE}/WhoAmI"
+    responses.get(url, json=body("error_401.json"), status=401)
+    responses.get(url, json=body("error_401.json"), status=401)  # the renewed one: revoked too
+    responses.get(url, json=body("error_401.json"), status=401)  # still, in the next attempt
+    responses.get(url, json={"UserId": "u"})
+
+    assert client(tokens, clock).get("whoami", "WhoAmI") == {"UserId": "u"}
+
+    assert tokens.refreshes == 2
+    assert [c.request.headers["Authorization"] for c in responses.calls] == [
+        "Bearer token-0",
+        "Bearer token-1",
+        "Bearer token-1",  # the next attempt starts with the current token...
+        "Bearer token-2",  # ...and renews it once more
+    ]
+    assert clock.sleeps == [1]
+
+
+@responses.activate
+def test_renewed_tokens_refused_in_every_attempt_are_an_auth_error():
+    tokens, clock = Tokens(), FakeClock()
     responses.get(f"{BASE}/WhoAmI", json=body("error_401.json"), status=401)
 
-    with pytest.raises(AuthError):
-        client(tokens).get("whoami", "WhoAmI")
+    with pytest.raises(AuthError, match=r"freshly issued token.*every attempt"):
+        client(tokens, clock).get("whoami", "WhoAmI")
 
-    assert tokens.refreshes == 1
-    assert len(responses.calls) == 2
+    assert tokens.refreshes == 4  # one renewal in each of the 4 attempts
+    assert len(responses.calls) == 8
+    assert clock.sleeps == [1, 2, 4]
 
 
 @responses.activate

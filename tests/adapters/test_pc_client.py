@@ -271,15 +271,33 @@ def test_401_then_200_refreshes_the_token_once_and_repeats(client, mocked, auth,
     assert clock.sleeps == []
 
 
-def test_401_twice_raises_auth_error(client, mocked, auth):
+def test_a_token_refused_right_after_its_renewal_is_renewed_again_after_a_back_off(
+    client, mocked, auth, clock
+):
     url = f"{REFERRALS}/{REFERRAL_ID}"
-    mocked.get(url, status=401, json=body("error_unauthenticated.json"))
-    mocked.get(url, status=401, json=body("error_unauthenticated.json"))
+    for _ in range(3):  # the first token, the renewed one, the renewed one again
+        mocked.get(url, status=401, json=body("error_unauthenticated.json"))
+    mocked.get(url, json=body("referral.json"))
 
-    with pytest.raises(AuthError, match="401"):
+    assert client.get(REFERRAL_ID)["id"] == REFERRAL_ID
+    assert auth.refreshes == 2
+    assert [c.request.headers["Authorization"] for c in mocked.calls] == [
+        f"Bearer {TOKEN}",
+        f"Bearer {TOKEN}-r1",
+        f"Bearer {TOKEN}-r1",
+        f"Bearer {TOKEN}-r2",
+    ]
+    assert len(clock.sleeps) == 1
+
+
+def test_renewed_tokens_refused_in_every_attempt_raise_auth_error(client, mocked, auth, clock):
+    mocked.get(f"{REFERRALS}/{REFERRAL_ID}", status=401, json=body("error_unauthenticated.json"))
+
+    with pytest.raises(AuthError, match=r"freshly issued token.*every attempt"):
         client.get(REFERRAL_ID)
-    assert auth.refreshes == 1
-    assert len(mocked.calls) == 2
+    assert auth.refreshes == 6  # one renewal per attempt
+    assert len(mocked.calls) == 12
+    assert len(clock.sleeps) == 5
 
 
 def test_403_raises_auth_error_without_refresh_or_retry(client, mocked, auth):

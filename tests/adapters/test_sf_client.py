@@ -230,20 +230,31 @@ def test_expired_session_re_authenticates_exactly_once_and_repeats(mocked, clock
     assert not any(TOKEN in json.dumps(e, default=str) for e in logs)
 
 
-def test_a_fresh_token_refused_again_is_an_auth_error_without_a_third_token(mocked, clock):
-    mocked.post(TOKEN_URL, json=token_reply(1))
-    mocked.post(TOKEN_URL, json=token_reply(2))
-    for _ in range(2):
-        mocked.get(
-            f"{API}/sobjects/Opportunity/describe",
-            status=401,
-            json=body("error_invalid_session.json"),
-        )
+def test_a_fresh_token_refused_again_is_renewed_again_after_a_back_off(mocked, clock):
+    for n in (1, 2, 3):
+        mocked.post(TOKEN_URL, json=token_reply(n))
+    describe = f"{API}/sobjects/Opportunity/describe"
+    for _ in range(3):  # the first token, the renewed one, the renewed one again
+        mocked.get(describe, status=401, json=body("error_invalid_session.json"))
+    mocked.get(describe, json={"name": "Opportunity", "fields": []})
     client = make_client(make_auth(), clock)
-    with pytest.raises(AuthError, match="INVALID_SESSION_ID"):
+
+    assert client.describe("Opportunity")["name"] == "Opportunity"
+    assert tokens_issued(mocked) == 3
+    assert clock.sleeps == [1.0]
+
+
+def test_fresh_tokens_refused_in_every_attempt_are_an_auth_error(mocked, clock):
+    for n in range(1, 6):
+        mocked.post(TOKEN_URL, json=token_reply(n))
+    mocked.get(
+        f"{API}/sobjects/Opportunity/describe", status=401, json=body("error_invalid_session.json")
+    )
+    client = make_client(make_auth(), clock)
+    with pytest.raises(AuthError, match=r"INVALID_SESSION_ID.*every attempt"):
         client.describe("Opportunity")
-    assert tokens_issued(mocked) == 2
-    assert clock.sleeps == []
+    assert tokens_issued(mocked) == 5  # the first, then one renewal in each of the 4 attempts
+    assert clock.sleeps == [1.0, 2.0, 4.0]
 
 
 def test_server_unavailable_is_retried_with_backoff_then_succeeds(mocked, clock):

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from fakes import FakeClock
 
-from connector.errors import PermanentError, RateLimited, TransientError
+from connector.errors import AuthError, PermanentError, RateLimited, TokenRefused, TransientError
 from connector.http.gate import RetryAfterGate
 from connector.http.retry import RetryPolicy, call_with_retry, parse_retry_after
 
@@ -77,6 +77,17 @@ def test_past_the_attempt_cap_the_last_transient_error_is_raised_itself():
     assert caught.value is errors[2]
     assert fn.calls == 3
     assert len(clock.sleeps) == 2
+
+
+def test_a_renewed_token_refused_is_retried_and_an_auth_error_only_when_every_attempt_is():
+    clock = FakeClock(50.0)
+    assert run(Script(TokenRefused("401 again")), RetryPolicy(jitter=0), clock) == "ok"
+
+    refused = Script(*(TokenRefused(f"401 again #{n}") for n in range(1, 4)))
+    with pytest.raises(AuthError, match="401 again #3, in every attempt") as caught:
+        run(refused, RetryPolicy(max_attempts=3, jitter=0), clock)
+    assert isinstance(caught.value.__cause__, TokenRefused)
+    assert refused.calls == 3
 
 
 def test_rate_limited_is_not_retried_before_retry_after():

@@ -35,6 +35,7 @@ from connector.errors import (
     RateLimited,
     RecordRejected,
     ReferralSyncError,
+    TokenRefused,
     TransientError,
     outcome_unknown,
 )
@@ -270,7 +271,7 @@ class DynamicsClient:
             try:
                 return self._once(name, method, url, token, kwargs)
             except _Expired:
-                raise AuthError("Dataverse refused a freshly issued token (401)") from None
+                raise TokenRefused("Dataverse refused a freshly issued token (401)") from None
             except TransientError as exc:
                 raise outcome_unknown(exc, idempotent=idempotent)  # noqa: B904 - it chains itself
 

@@ -48,6 +48,7 @@ from connector.errors import (
     RateLimited,
     RecordRejected,
     ReferralSyncError,
+    TokenRefused,
     TransientError,
     outcome_unknown,
 )
@@ -427,7 +428,7 @@ class SalesforceClient:
             try:
                 return self._once(name, fn, token)
             except _Expired:
-                raise AuthError(
+                raise TokenRefused(
                     "Salesforce refused a freshly issued token (401 INVALID_SESSION_ID)"
                 ) from None
             except TransientError as exc:
