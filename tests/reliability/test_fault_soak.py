@@ -76,7 +76,7 @@ def test_every_plan_faults_one_request_in_five():
         assert total == pytest.approx(0.20)
 
 
-@pytest.mark.soak  # not in the default run: its call ratio is not stable (RELIABILITY.md, 14)
+@pytest.mark.soak
 @pytest.mark.parametrize("crm", ["salesforce", "dynamics"])
 def test_twenty_percent_faults_everywhere_reach_the_fault_free_end_state(
     crm, sizes, report, tmp_path
