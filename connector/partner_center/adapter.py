@@ -52,7 +52,11 @@ from connector.errors import ConflictError, MappingError, PreconditionFailed
 from connector.model import PartnerUpdate, Referral
 from connector.model.values import format_datetime, parse_datetime
 from connector.partner_center.client import PartnerCenterClient
-from connector.partner_center.convert import patch_for_update, referral_from_wire
+from connector.partner_center.convert import (
+    patch_for_update,
+    referral_after_patch,
+    referral_from_wire,
+)
 from connector.ports import ChangeCursor, ChangePage, Rejected
 
 ORDER = "updatedDateTime asc"
@@ -129,7 +133,9 @@ class PartnerCenterSource:
                 self._log.info("referral_etag_stale", referral_id=current.id, action=update.action)
                 current = self.get(current.id)
                 continue
-            result = referral_from_wire(written) if written else self.get(current.id)
+            result = (
+                referral_after_patch(current, ops, written) if written else self.get(current.id)
+            )
             self._log.debug(  # the engine logs what the update was for, at info
                 "referral_updated",
                 referral_id=current.id,

@@ -18,6 +18,7 @@ from connector.model import Action, PartnerUpdate, Status, Substatus
 from connector.model.values import format_datetime, parse_datetime
 from connector.partner_center.adapter import PartnerCenterSource
 from connector.partner_center.client import ListPage
+from connector.partner_center.convert import referral_from_wire
 from connector.ports import ChangeCursor
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -321,6 +322,82 @@ def test_update_patches_with_the_etag_it_was_computed_from():
     assert result.external_reference_id == "006000000000001"
     assert result.etag != current.etag
     assert client.requests == ["GET one", "PATCH"]
+
+
+class StampingClient(FakeClient):
+    """Stamps every write with a new ``updatedDateTime``, as Partner Center does; ``rewrite``
+    changes the reply's fields after the write (a server that says something else)."""
+
+    def __init__(self, *args: Any, rewrite: Mapping[str, Any] | None = None) -> None:
+        super().__init__(*args)
+        self.rewrite = dict(rewrite or {})
+
+    def patch(
+        self, referral_id: str, ops: Sequence[Mapping[str, Any]], *, if_match: str | None
+    ) -> dict[str, Any]:
+        self.referrals[referral_id]["updatedDateTime"] = format_datetime(T0 + timedelta(hours=1))
+        reply = super().patch(referral_id, ops, if_match=if_match)
+        reply.update(self.rewrite)
+        self.referrals[referral_id].update(self.rewrite)
+        return reply
+
+
+def crm_id_update(n: int, crm_id: str = "006000000000042") -> PartnerUpdate:
+    return PartnerUpdate(referral_id=wire(n, T0)["id"], external_reference_id=crm_id)
+
+
+def rich_wire(n: int) -> dict[str, Any]:
+    contact = {"firstName": "Ada", "lastName": "Lovelace", "email": "ada@example.com"}
+    profile = {"name": f"Customer {n}", "address": {"country": "US", "city": "Redmond"}}
+    return wire(n, T0, customerProfile={**profile, "team": [contact]}, engagementId="e-1")
+
+
+@pytest.mark.parametrize("crm_id_before", [None, "006000000000001"])
+def test_a_crm_id_write_back_returns_the_referral_parsing_the_whole_reply_gives(crm_id_before):
+    body = (
+        rich_wire(1)
+        if crm_id_before is None
+        else {**rich_wire(1), "externalReferenceId": crm_id_before}
+    )
+    client = StampingClient([body])
+    source = make_source(client)
+    current = source.get(body["id"])
+
+    result = source.update(crm_id_update(1), current)
+
+    assert result == referral_from_wire(client.get(body["id"]))
+    assert result.external_reference_id == "006000000000042"
+    assert result.updated_at == T0 + timedelta(hours=1)
+    assert result.etag == client.referrals[body["id"]]["eTag"] != current.etag
+
+
+@pytest.mark.parametrize(
+    "rewrite",
+    [
+        {"externalReferenceId": "006000000000099"},  # the server kept another value
+        {"updatedDateTime": None},  # no change time: it falls back to the creation time
+        {"eTag": None},
+    ],
+)
+def test_a_crm_id_write_back_whose_reply_does_not_say_what_it_did_is_parsed_whole(rewrite):
+    client = StampingClient([rich_wire(1)], rewrite=rewrite)
+    source = make_source(client)
+    current = source.get(wire(1, T0)["id"])
+
+    result = source.update(crm_id_update(1), current)
+
+    assert result == referral_from_wire(client.get(current.id))
+
+
+def test_any_other_update_returns_the_whole_reply_parsed():
+    client = StampingClient([rich_wire(1)], rewrite={"name": "Renamed by the server"})
+    source = make_source(client)
+    current = source.get(wire(1, T0)["id"])
+
+    result = source.update(accept_update(1), current)
+
+    assert result == referral_from_wire(client.get(current.id))
+    assert result.name == "Renamed by the server"
 
 
 def test_stale_etag_rereads_and_reapplies_once():
