@@ -25,6 +25,7 @@ import resource
 import threading
 import time
 import traceback
+import tracemalloc
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -95,6 +96,38 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
+class _HeapSampler:
+    """``tracemalloc`` over one cycle: the snapshot taken when the traced heap was largest
+    (sampled every ``every_s``), dumped for :mod:`bench.probe` to compare between sizes."""
+
+    def __init__(self, every_s: float = 0.5) -> None:
+        self._every = every_s
+        self._done = threading.Event()
+        self._best: tracemalloc.Snapshot | None = None
+        self._best_size = 0
+        self._thread = threading.Thread(target=self._run, name="heap-sampler", daemon=True)
+
+    def start(self) -> None:
+        tracemalloc.start(8)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(self._every):
+            current, _ = tracemalloc.get_traced_memory()
+            if current > self._best_size:
+                self._best_size = current
+                self._best = tracemalloc.take_snapshot()
+
+    def stop(self, path: Path) -> None:
+        self._done.set()
+        self._thread.join()
+        _, peak = tracemalloc.get_traced_memory()
+        snapshot = self._best or tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        snapshot.dump(str(path))
+        path.with_suffix(".peak").write_text(f"{peak} {self._best_size}\n", encoding="ascii")
+
+
 def _usage(meter: TransportMeter) -> Message:
     return {
         "cpu_s": time.process_time(),
@@ -133,9 +166,22 @@ def _child(  # noqa: PLR0915 - the child's whole life: set-up, a dispatch table,
         before = _usage(meter)
         started = time.perf_counter()
         profile = cProfile.Profile(time.thread_time) if message.get("profile") else None
+        sampler = _HeapSampler() if message.get("tracemalloc") else None
+        gauges = None
+        if message.get("gauges"):
+            from bench.probe import Gauges  # noqa: PLC0415 - the probe's, only when asked
+
+            gauges = Gauges(connection, Path(message["gauges"]))
+            gauges.start()
         if profile is not None:
             profile.enable()
+        if sampler is not None:
+            sampler.start()
         result = connection.sync.run_cycle()
+        if sampler is not None:
+            sampler.stop(Path(message["tracemalloc"]))
+        if gauges is not None:
+            gauges.stop()
         if profile is not None:
             profile.disable()
             profile.dump_stats(str(message["profile"]))

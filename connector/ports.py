@@ -114,6 +114,9 @@ class PartnerCenterSource(Protocol):
 
         On a stale eTag the referral is re-read and the update re-applied once if it is still
         valid; otherwise ``ConflictError``. Returns the referral as written (its new eTag).
+        For an update that sets only the CRM id (``external_reference_id``: a write-back), only
+        the id, eTag, ``updated_at`` and CRM id of what it returns need come from the write;
+        the rest may be ``current``'s (the eTag guard means it was that until the write).
         """
         ...
 

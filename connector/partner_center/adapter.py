@@ -17,6 +17,14 @@ The change feed asks for ``updatedDateTime ge (high water - overlap)`` ordered b
   write, so even two writes stamped with the same time are told apart. The cursor remembers the
   changes it delivered within the overlap window, so re-reads deliver none twice, while a newer
   change of the same referral still comes through. Equal timestamps need no special case.
+- **A bounded memory.** The cursor keeps at most ``seen_limit`` of those changes: the newest,
+  and always every change at the high-water instant (which every poll re-reads, idle ones
+  too). A burst of more changes than that inside one overlap window (a backfill's own CRM-id
+  write-backs: one per referral, all within minutes) would otherwise make the cursor, which is
+  copied and stored with every page, grow with the backfill. A change forgotten that way and
+  re-read in a later poll's overlap is delivered once more; the engine recognises an unchanged
+  referral by its fingerprint and writes nothing for it. The API calls are the same either
+  way: what the feed asks for depends on the times it reads, not on what it remembers.
 
 Updates are JSON Patches guarded by the eTag of the referral they were computed from. A 412
 re-reads the referral and, if the update still applies, patches again once; a second 412 or an
@@ -44,11 +52,17 @@ from connector.errors import ConflictError, MappingError, PreconditionFailed
 from connector.model import PartnerUpdate, Referral
 from connector.model.values import format_datetime, parse_datetime
 from connector.partner_center.client import PartnerCenterClient
-from connector.partner_center.convert import patch_for_update, referral_from_wire
+from connector.partner_center.convert import (
+    patch_for_update,
+    referral_after_patch,
+    referral_from_wire,
+)
 from connector.ports import ChangeCursor, ChangePage, Rejected
 
 ORDER = "updatedDateTime asc"
 DEFAULT_WRITE_CONCURRENCY = 8
+DEFAULT_SEEN_LIMIT = 2_000
+"""Changes the cursor remembers at most (besides those at the high-water instant)."""
 
 
 class PartnerCenterSource:
@@ -62,10 +76,14 @@ class PartnerCenterSource:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         logger: FilteringBoundLogger | None = None,
         write_concurrency: int = DEFAULT_WRITE_CONCURRENCY,
+        seen_limit: int = DEFAULT_SEEN_LIMIT,
     ) -> None:
         if write_concurrency < 1:
             raise ValueError(f"write_concurrency must be at least 1, got {write_concurrency}")
+        if seen_limit < 1:
+            raise ValueError(f"seen_limit must be at least 1, got {seen_limit}")
         self.write_concurrency = write_concurrency
+        self._seen_limit = seen_limit
         self._client = client
         self._overlap = overlap
         self._now = now
@@ -75,12 +93,12 @@ class PartnerCenterSource:
 
     def changes_since(self, cursor: ChangeCursor) -> Iterator[ChangePage]:
         bound = cursor.read_from(self._overlap)
-        feed = _Feed(cursor, self._now())
+        feed = _Feed(cursor, self._now(), self._overlap, self._seen_limit)
         while True:
             requery = None
             pages = self._client.iter_pages(_query(bound))
             for page in pages:
-                yield feed.page(page.items, self._log, self._overlap)
+                yield feed.page(page.items, self._log)
                 if not page.has_more:
                     return
                 newest = _newest(page.items)
@@ -115,7 +133,9 @@ class PartnerCenterSource:
                 self._log.info("referral_etag_stale", referral_id=current.id, action=update.action)
                 current = self.get(current.id)
                 continue
-            result = referral_from_wire(written) if written else self.get(current.id)
+            result = (
+                referral_after_patch(current, ops, written) if written else self.get(current.id)
+            )
             self._log.debug(  # the engine logs what the update was for, at info
                 "referral_updated",
                 referral_id=current.id,
@@ -127,20 +147,34 @@ class PartnerCenterSource:
 
 
 class _Feed:
-    """The state of one run of the change feed: what was delivered, and the high water."""
+    """The state of one run of the change feed: what was delivered, and the high water.
 
-    def __init__(self, cursor: ChangeCursor, polled_at: datetime) -> None:
+    ``seen`` is never changed in place once a page's cursor holds it: a page that delivers
+    something, or moves the read position, builds the next one (see :func:`_remembered`)."""
+
+    def __init__(
+        self, cursor: ChangeCursor, polled_at: datetime, overlap: timedelta, limit: int
+    ) -> None:
         self.high_water = cursor.high_water
-        self.seen = dict(cursor.seen)
+        self.seen: Mapping[str, str] = cursor.seen
         self.polled_at = polled_at
+        self._overlap = overlap
+        self._limit = limit
+        self._pruned_at: datetime | None = None  # the read position ``seen`` was pruned at
 
-    def page(self, items: list[Any], log: FilteringBoundLogger, overlap: timedelta) -> ChangePage:
+    def page(self, items: list[Any], log: FilteringBoundLogger) -> ChangePage:
         referrals: list[Referral] = []
         rejected: list[Rejected] = []
+        fresh: dict[str, str] = {}
+        newest: datetime | None = None
         for raw in items:
             record_id, stamp, moment = _identity(raw)
-            if record_id is not None and stamp is not None and self.seen.get(record_id) == stamp:
-                continue  # delivered already: a re-read of the overlap or of a page boundary
+            if moment is not None and (newest is None or moment > newest):
+                newest = moment
+            if record_id is not None and stamp is not None:
+                if fresh.get(record_id, self.seen.get(record_id)) == stamp:
+                    continue  # delivered already: a re-read of the overlap or of a page boundary
+                fresh[record_id] = stamp
             try:
                 referrals.append(referral_from_wire(raw))
             except MappingError as exc:
@@ -151,12 +185,15 @@ class _Feed:
                 log.warning(
                     "referral_rejected", referral_id=record_id, field=exc.field, reason=exc.reason
                 )
-            if record_id is not None and stamp is not None:
-                self.seen[record_id] = stamp
-            if moment is not None and (self.high_water is None or moment > self.high_water):
-                self.high_water = moment
-        self.seen = _within_window(self.seen, self.high_water, overlap)
-        cursor = ChangeCursor(self.high_water, dict(self.seen), self.polled_at)
+        if newest is not None and (self.high_water is None or newest > self.high_water):
+            self.high_water = newest
+        position = newest or self.high_water
+        if fresh or position != self._pruned_at:
+            self.seen = _remembered(
+                self.seen, fresh, self.high_water, self._overlap, self._limit, position
+            )
+            self._pruned_at = position
+        cursor = ChangeCursor(self.high_water, self.seen, self.polled_at)
         return ChangePage(tuple(referrals), tuple(rejected), cursor)
 
 
@@ -196,11 +233,30 @@ def _identity(raw: Any) -> tuple[str | None, str | None, datetime | None]:  # no
     return record_id, f"{format_datetime(moment)} {etag if isinstance(etag, str) else ''}", moment
 
 
-def _within_window(
-    seen: Mapping[str, str], high_water: datetime | None, overlap: timedelta
+def _remembered(  # noqa: PLR0917 - private; one pruning, its inputs
+    seen: Mapping[str, str],
+    fresh: Mapping[str, str],
+    high_water: datetime | None,
+    overlap: timedelta,
+    limit: int,
+    position: datetime | None,
 ) -> dict[str, str]:
+    """``seen`` updated with ``fresh``: the changes within ``overlap`` below the high water, at
+    most ``limit`` of them, the newest first, and every one stamped at or after ``position``
+    (the newest time of the page just read) however many: this run still reads those again
+    (the next query starts at that time; a stored cursor's changes above it are yet to come),
+    and the high water's instant is among them, which every later poll re-reads.
+    """
+    merged = {**seen, **fresh}
     if high_water is None:
-        return dict(seen)
+        return merged
     floor = format_datetime(high_water - overlap)
     # Stamps start with one fixed-width UTC form of the time, so they order like the times.
-    return {rid: stamp for rid, stamp in seen.items() if stamp >= floor}
+    kept = {rid: stamp for rid, stamp in merged.items() if stamp >= floor}
+    if len(kept) <= limit or position is None:
+        return kept
+    mark = format_datetime(position)
+    ahead = {rid: stamp for rid, stamp in kept.items() if stamp >= mark}
+    behind = sorted((item for item in kept.items() if item[1] < mark), key=lambda i: i[1])
+    room = max(0, limit - len(ahead))
+    return {**dict(behind[len(behind) - room :]), **ahead}

@@ -14,7 +14,8 @@ fields that differ from the referral as it is now, then the lifecycle step.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -44,7 +45,7 @@ from connector.model.values import (
 )
 from connector.partner_center.wire import PATCHABLE_PATHS, JsonPatchOp
 
-__all__ = ["patch_for_update", "referral_from_wire"]
+__all__ = ["patch_for_update", "referral_after_patch", "referral_from_wire"]
 
 _ROOT = "referral"
 
@@ -303,6 +304,33 @@ def _field_ops(current: Referral, update: PartnerUpdate) -> list[JsonPatchOp]:
         exists = current.external_reference_id is not None
         ops.append(_op("/externalReferenceId", crm_id, exists=exists))
     return ops
+
+
+_CRM_ID_PATH = "/externalReferenceId"
+
+
+def referral_after_patch(
+    current: Referral, ops: Sequence[JsonPatchOp], written: Mapping[str, Any]
+) -> Referral:
+    """The referral as a PATCH of ``current`` left it, from the PATCH's reply ``written``.
+
+    A patch that only set the CRM id (a backfill's write-back: one per referral) changed
+    nothing else: its ``If-Match`` held ``current``'s eTag, so the referral was ``current``
+    until then. So ``current`` with the reply's eTag, ``updatedDateTime`` and
+    ``externalReferenceId`` is what parsing the whole reply gives, for a fraction of the cost.
+    Any other patch, or a reply that does not say what that patch did, is parsed whole.
+    """
+    if [op.get("path") for op in ops] != [_CRM_ID_PATH] or written.get("id") != current.id:
+        return referral_from_wire(written)
+    crm_id = ops[0].get("value")
+    try:
+        updated = parse_datetime(written.get("updatedDateTime"), "updatedDateTime")
+        etag = _etag(written.get("eTag"))
+    except MappingError:
+        return referral_from_wire(written)
+    if written.get("externalReferenceId") != crm_id or updated is None or etag is None:
+        return referral_from_wire(written)
+    return replace(current, etag=etag, updated_at=updated, external_reference_id=crm_id)
 
 
 def patch_for_update(current: Referral, update: PartnerUpdate) -> list[JsonPatchOp]:

@@ -18,6 +18,7 @@ from connector.model import Action, PartnerUpdate, Status, Substatus
 from connector.model.values import format_datetime, parse_datetime
 from connector.partner_center.adapter import PartnerCenterSource
 from connector.partner_center.client import ListPage
+from connector.partner_center.convert import referral_from_wire
 from connector.ports import ChangeCursor
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -188,6 +189,90 @@ def test_cursor_survives_a_json_round_trip_and_forgets_what_left_the_window():
     assert ids == []
 
 
+def test_the_cursor_remembers_at_most_the_limit_of_changes_the_newest_ones():
+    client = FakeClient([wire(n, T0 + timedelta(seconds=n)) for n in range(250)])
+    _, cursor = drain(make_source(client, seen_limit=40), ChangeCursor())
+
+    assert len(cursor.seen) == 40
+    assert set(cursor.seen) == {wire(n, T0)["id"] for n in range(210, 250)}
+    assert len(ChangeCursor.from_json(cursor.to_json()).seen) == 40
+
+
+def test_every_change_at_the_high_water_instant_is_remembered_beyond_the_limit():
+    """An idle poll re-reads the high water's own instant: all of it must be known, or every
+    idle poll would deliver it again."""
+    client = FakeClient([wire(n, T0) for n in range(150)])  # one instant, more than a page
+    now = [T0]
+    source = PartnerCenterSource(client, seen_limit=10, now=lambda: now[0])  # type: ignore[arg-type]
+    ids, cursor = drain(source, ChangeCursor())
+    assert (len(ids), len(cursor.seen)) == (150, 150)
+
+    now[0] += timedelta(minutes=10)
+    for _poll in range(2):  # past the overlap: read from the high water's instant only
+        ids, cursor = drain(source, cursor)
+        assert ids == []
+
+
+def test_a_change_forgotten_past_the_limit_is_delivered_again_only_while_polls_reread_the_overlap():
+    """The bound costs re-deliveries of unchanged referrals forgotten between two polls (which
+    the engine's fingerprint recognises), once a poll and only while polls still re-read the
+    overlap; never a request: what the feed asks for depends on the times it reads."""
+    referrals = [wire(n, T0 + timedelta(seconds=n)) for n in range(250)]
+    exact, bounded = FakeClient(copy.deepcopy(referrals)), FakeClient(copy.deepcopy(referrals))
+    now = [T0 + timedelta(seconds=250)]
+    exact_source, bounded_source = (
+        PartnerCenterSource(client, now=lambda: now[0], **limit)  # type: ignore[arg-type]
+        for client, limit in ((exact, {}), (bounded, {"seen_limit": 40}))
+    )
+    exact_ids, exact_cursor = drain(exact_source, ChangeCursor())
+    bounded_ids, bounded_cursor = drain(bounded_source, ChangeCursor())
+    assert sorted(bounded_ids) == sorted(exact_ids)
+    for client in (exact, bounded):
+        client.edit(3, T0 + timedelta(seconds=300))
+        client.requests.clear()
+
+    polls: list[tuple[list[str], list[str]]] = []
+    for minutes in (0, 6, 6, 6):
+        now[0] += timedelta(minutes=minutes)
+        exact_ids, exact_cursor = drain(exact_source, exact_cursor)
+        bounded_ids, bounded_cursor = drain(bounded_source, bounded_cursor)
+        polls.append((exact_ids, bounded_ids))
+
+    forgotten = sorted(wire(n, T0)["id"] for n in range(210) if n != 3)
+    assert polls[0][0] == [wire(3, T0)["id"]]
+    assert sorted(polls[0][1]) == sorted([*forgotten, wire(3, T0)["id"]])  # each once
+    assert [exact_ids for exact_ids, _ in polls[1:]] == [[], [], []]
+    assert [bounded_ids for _, bounded_ids in polls[2:]] == [[], []]  # past the overlap
+    assert bounded.requests == exact.requests
+
+
+def test_a_cursor_stored_before_the_limit_is_read_and_delivers_nothing_twice():
+    client = FakeClient([wire(n, T0 + timedelta(seconds=n)) for n in range(250)])
+    _, unbounded = drain(make_source(client, seen_limit=10_000), ChangeCursor())
+    stored = unbounded.to_json()
+    assert len(stored["seen"]) == 250  # all within the 5-minute overlap
+
+    source = make_source(client, seen_limit=40)
+    ids, cursor = drain(source, ChangeCursor.from_json(stored))
+
+    assert ids == []
+    assert len(cursor.seen) == 40
+
+
+def test_a_page_cursor_is_not_changed_by_the_pages_after_it():
+    client = FakeClient([wire(n, T0 + timedelta(seconds=n)) for n in range(250)])
+    pages = list(make_source(client, seen_limit=40).changes_since(ChangeCursor()))
+    first = pages[0].cursor
+
+    assert len(first.seen) == 40
+    assert set(first.seen) == {wire(n, T0)["id"] for n in range(60, 100)}
+
+
+def test_the_seen_limit_must_be_positive():
+    with pytest.raises(ValueError, match="seen_limit"):
+        make_source(FakeClient([]), seen_limit=0)
+
+
 def test_unparseable_referrals_are_rejected_with_the_field_and_the_rest_go_on():
     good = [wire(n, T0 + timedelta(seconds=n)) for n in range(3)]
     bad = wire(9, T0 + timedelta(seconds=1), status="Pondering")
@@ -239,6 +324,82 @@ def test_update_patches_with_the_etag_it_was_computed_from():
     assert client.requests == ["GET one", "PATCH"]
 
 
+class StampingClient(FakeClient):
+    """Stamps every write with a new ``updatedDateTime``, as Partner Center does; ``rewrite``
+    changes the reply's fields after the write (a server that says something else)."""
+
+    def __init__(self, *args: Any, rewrite: Mapping[str, Any] | None = None) -> None:
+        super().__init__(*args)
+        self.rewrite = dict(rewrite or {})
+
+    def patch(
+        self, referral_id: str, ops: Sequence[Mapping[str, Any]], *, if_match: str | None
+    ) -> dict[str, Any]:
+        self.referrals[referral_id]["updatedDateTime"] = format_datetime(T0 + timedelta(hours=1))
+        reply = super().patch(referral_id, ops, if_match=if_match)
+        reply.update(self.rewrite)
+        self.referrals[referral_id].update(self.rewrite)
+        return reply
+
+
+def crm_id_update(n: int, crm_id: str = "006000000000042") -> PartnerUpdate:
+    return PartnerUpdate(referral_id=wire(n, T0)["id"], external_reference_id=crm_id)
+
+
+def rich_wire(n: int) -> dict[str, Any]:
+    contact = {"firstName": "Ada", "lastName": "Lovelace", "email": "ada@example.com"}
+    profile = {"name": f"Customer {n}", "address": {"country": "US", "city": "Redmond"}}
+    return wire(n, T0, customerProfile={**profile, "team": [contact]}, engagementId="e-1")
+
+
+@pytest.mark.parametrize("crm_id_before", [None, "006000000000001"])
+def test_a_crm_id_write_back_returns_the_referral_parsing_the_whole_reply_gives(crm_id_before):
+    body = (
+        rich_wire(1)
+        if crm_id_before is None
+        else {**rich_wire(1), "externalReferenceId": crm_id_before}
+    )
+    client = StampingClient([body])
+    source = make_source(client)
+    current = source.get(body["id"])
+
+    result = source.update(crm_id_update(1), current)
+
+    assert result == referral_from_wire(client.get(body["id"]))
+    assert result.external_reference_id == "006000000000042"
+    assert result.updated_at == T0 + timedelta(hours=1)
+    assert result.etag == client.referrals[body["id"]]["eTag"] != current.etag
+
+
+@pytest.mark.parametrize(
+    "rewrite",
+    [
+        {"externalReferenceId": "006000000000099"},  # the server kept another value
+        {"updatedDateTime": None},  # no change time: it falls back to the creation time
+        {"eTag": None},
+    ],
+)
+def test_a_crm_id_write_back_whose_reply_does_not_say_what_it_did_is_parsed_whole(rewrite):
+    client = StampingClient([rich_wire(1)], rewrite=rewrite)
+    source = make_source(client)
+    current = source.get(wire(1, T0)["id"])
+
+    result = source.update(crm_id_update(1), current)
+
+    assert result == referral_from_wire(client.get(current.id))
+
+
+def test_any_other_update_returns_the_whole_reply_parsed():
+    client = StampingClient([rich_wire(1)], rewrite={"name": "Renamed by the server"})
+    source = make_source(client)
+    current = source.get(wire(1, T0)["id"])
+
+    result = source.update(accept_update(1), current)
+
+    assert result == referral_from_wire(client.get(current.id))
+    assert result.name == "Renamed by the server"
+
+
 def test_stale_etag_rereads_and_reapplies_once():
     client = FakeClient([wire(1, T0)])
     source = make_source(client)
@@ -280,16 +441,22 @@ def test_update_with_nothing_to_change_sends_nothing():
     assert client.requests == ["GET one"]
 
 
+OFFSETS = st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=260)
+"""Change times in seconds after T0: many ties."""
+EDITS = st.lists(
+    st.tuples(st.integers(min_value=0, max_value=259), st.integers(min_value=-30, max_value=60)),
+    max_size=25,
+)
+"""(referral, shift): an edit between pages, stamped ``shift`` seconds after the newest time
+(at or below it for a shift <= 0: a write committed late)."""
+PAGE_SIZES = st.sampled_from([7, 50, 100])
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    offsets=st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=260),
-    edits=st.lists(
-        st.tuples(
-            st.integers(min_value=0, max_value=259), st.integers(min_value=-30, max_value=60)
-        ),
-        max_size=25,
-    ),
-    page_size=st.sampled_from([7, 50, 100]),
+    offsets=OFFSETS,
+    edits=EDITS,
+    page_size=PAGE_SIZES,
 )
 def test_every_change_arrives_once_whatever_happens_between_pages(offsets, edits, page_size):
     """Random timestamps (many ties), edits between pages (some stamped with a time already
@@ -315,6 +482,47 @@ def test_every_change_arrives_once_whatever_happens_between_pages(offsets, edits
         delivered.extend((r.id, r.etag) for r in page.referrals)
     assert len(delivered) == len(set(delivered))
     assert {(r["id"], r["eTag"]) for r in client.referrals.values()} <= set(delivered)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    offsets=OFFSETS,
+    edits=EDITS,
+    page_size=PAGE_SIZES,
+    seen_limit=st.sampled_from([1, 5, 60]),
+)
+def test_with_a_small_memory_the_feed_delivers_what_it_did_with_a_full_one_none_twice_a_poll(
+    offsets, edits, page_size, seen_limit
+):
+    """The same polls and edits against a feed with a full memory and one with a small one: the
+    small one delivers every change the full one does (it may deliver an unchanged referral
+    again in a later poll), never one twice within a poll, with the same requests."""
+
+    def run(limit: int) -> tuple[list[list[tuple[str, str]]], list[str]]:
+        referrals = [wire(n, T0 + timedelta(seconds=s)) for n, s in enumerate(offsets)]
+        client = FakeClient(referrals, page_size)
+        source = make_source(client, overlap=timedelta(seconds=60), seen_limit=limit)
+        pending, cursor, newest = list(edits), ChangeCursor(), T0 + timedelta(seconds=max(offsets))
+        polls: list[list[tuple[str, str]]] = []
+        for poll_number in range(4):  # the last one quiet: after the last edit
+            poll: list[tuple[str, str]] = []
+            for page in source.changes_since(cursor):
+                poll.extend((r.id, format_datetime(r.updated_at)) for r in page.referrals)
+                cursor = page.cursor
+                if pending and poll_number < 3:
+                    index, shift = pending.pop()
+                    newest = max(newest, newest + timedelta(seconds=shift))
+                    client.edit(index % len(offsets), newest + timedelta(seconds=min(shift, 0)))
+            polls.append(poll)
+        return polls, client.requests
+
+    full, full_requests = run(10_000)
+    small, small_requests = run(seen_limit)
+
+    assert {change for poll in small for change in poll} >= {c for poll in full for c in poll}
+    # Twice in one poll only where the full memory has it too: two edits stamped alike.
+    assert [len(p) - len(set(p)) for p in small] <= [len(p) - len(set(p)) for p in full]
+    assert small_requests == full_requests
 
 
 def test_an_idle_feed_costs_one_request_once_a_poll_ran_past_the_overlap_window():
