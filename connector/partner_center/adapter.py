@@ -101,7 +101,7 @@ class PartnerCenterSource:
                 yield feed.page(page.items, self._log)
                 if not page.has_more:
                     return
-                newest = _newest(page.items)
+                newest = feed.newest  # the newest time on the page just read
                 if newest is not None and (bound is None or newest > bound):
                     requery = newest
                     break  # keyset paging: ask again from the newest time on this page
@@ -161,6 +161,7 @@ class _Feed:
         self._overlap = overlap
         self._limit = limit
         self._pruned_at: datetime | None = None  # the read position ``seen`` was pruned at
+        self.newest: datetime | None = None  # the newest change time on the last page
 
     def page(self, items: list[Any], log: FilteringBoundLogger) -> ChangePage:
         referrals: list[Referral] = []
@@ -185,6 +186,7 @@ class _Feed:
                 log.warning(
                     "referral_rejected", referral_id=record_id, field=exc.field, reason=exc.reason
                 )
+        self.newest = newest
         if newest is not None and (self.high_water is None or newest > self.high_water):
             self.high_water = newest
         position = newest or self.high_water
@@ -207,11 +209,6 @@ def _query(bound: datetime | None) -> dict[str, str]:
     if bound is not None:
         params["$filter"] = f"updatedDateTime ge {format_datetime(bound)}"
     return params
-
-
-def _newest(items: list[Any]) -> datetime | None:
-    moments = [moment for _, _, moment in map(_identity, items) if moment is not None]
-    return max(moments, default=None)
 
 
 def _identity(raw: Any) -> tuple[str | None, str | None, datetime | None]:  # noqa: ANN401 - raw wire item
