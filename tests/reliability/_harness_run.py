@@ -84,6 +84,37 @@ class KillRecord:
 # -- running a script -----------------------------------------------------------------------
 
 
+class Lockstep:
+    """Two runs of one script playing the same phases over the same time: the leader plays
+    phases while its duration lasts (a faulty run's phases are slower); the follower starts a
+    phase only once the leader has started it, and stops when the leader has stopped."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._started = 0  # phases the leader has started
+        self._final: int | None = None  # phases the leader played, once it has stopped
+
+    def lead(self, phase: int) -> None:
+        with self._changed:
+            self._started = max(self._started, phase + 1)
+            self._changed.notify_all()
+
+    def stop(self, phases: int) -> None:
+        with self._changed:
+            self._final = phases
+            self._changed.notify_all()
+
+    def follow(self, phase: int, *, timeout: float) -> bool:
+        """Whether the follower plays ``phase``: wait until the leader has started it (True)
+        or has stopped before it (False)."""
+        with self._changed:
+            if not self._changed.wait_for(
+                lambda: self._started > phase or self._final is not None, timeout=timeout
+            ):
+                raise AssertionError(f"the leading run did not reach phase {phase}")
+            return self._started > phase
+
+
 @dataclass(slots=True)
 class RunResult:
     crm: str
@@ -118,6 +149,8 @@ def run_script(  # noqa: PLR0915 - one run, top to bottom, reads best in one pie
     quiet_timeout_s: float = 600.0,
     kill_seed: int = 99,
     on_phase: Callable[[int, float], None] | None = None,
+    lead: Lockstep | None = None,
+    follow: Lockstep | None = None,
 ) -> RunResult:
     """Play ``script`` against a fresh sandbox and daemon; SIGKILL as planned, restart each
     time; keep ``faults`` on throughout; at the end stop the daemon with SIGTERM.
@@ -125,7 +158,8 @@ def run_script(  # noqa: PLR0915 - one run, top to bottom, reads best in one pie
     Phases: ``phases`` if given, else the script's, and more while ``min_duration_s`` has not
     passed since the daemon first started. After the last phase the daemon goes on (idle, or
     faulted) until ``min_duration_s`` has passed and ``until`` (if given) is set: the soak's
-    fault-free run ends with the faulty one, so both are measured over the same time."""
+    fault-free run ends with the faulty one, so both are measured over the same time. With
+    ``lead``, the phases played are announced; with ``follow``, a leader's decide them."""
     directory.mkdir(parents=True, exist_ok=True)
     tuning = tuning or DaemonTuning()
     script.bad.clear()
@@ -144,12 +178,20 @@ def run_script(  # noqa: PLR0915 - one run, top to bottom, reads best in one pie
         started = time.monotonic()
         daemon = DaemonProcess(config, directory / "logs")
         killer = Killer(sandbox, daemon)
+        phase = 0
         try:
             daemon.start()
-            phase = 0
-            while phase < (phases or script.size.phases) or (
-                phases is None and time.monotonic() - started < min_duration_s
-            ):
+
+            def more() -> bool:
+                if follow is not None:
+                    return follow.follow(phase, timeout=quiet_timeout_s * 4)
+                return phase < (phases or script.size.phases) or (
+                    phases is None and time.monotonic() - started < min_duration_s
+                )
+
+            while more():
+                if lead is not None:
+                    lead.lead(phase)
                 before = len(sandbox.log)
                 mark_start = time.monotonic()
                 moves = script.moves(phase, sandbox.partner_center.store.all_raw(), side)
@@ -171,6 +213,8 @@ def run_script(  # noqa: PLR0915 - one run, top to bottom, reads best in one pie
                 if on_phase is not None:
                     on_phase(phase, time.monotonic() - mark_start)
                 phase += 1
+            if lead is not None:
+                lead.stop(phase)
             left = min_duration_s - (time.monotonic() - started)
             if left > 0 or until is not None:  # the rest of the time: idle (or faulted) polls
                 time.sleep(max(0.0, left))
@@ -181,6 +225,8 @@ def run_script(  # noqa: PLR0915 - one run, top to bottom, reads best in one pie
             wall = time.monotonic() - started
             assert status == 0, f"daemon exit status {status}: {daemon.current.log}"
         finally:
+            if lead is not None:  # also when this run fails: the follower must not wait on
+                lead.stop(phase)
             killer.close()
             if daemon.lifetimes and daemon.alive():
                 daemon.kill()

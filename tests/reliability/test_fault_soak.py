@@ -5,8 +5,9 @@ fault: 429 and 503 with ``Retry-After``, 500, a reset connection, a reply held b
 client's read timeout after the write was made, a token expired before its time, and the CRM's
 own limits (Salesforce's spent daily quota and concurrent-request limit, Dataverse's
 52-concurrent-requests limit). The daemon plays the crash test's script (a backfill, then phases
-of changes on both sides, one every ~20 s of the duration) for the duration; alongside, another
-sandbox and daemon play the same phases without faults, over the same time.
+of changes on both sides, at least three, and more while the duration lasts: the changes go on
+all along it); alongside, another sandbox and daemon play the same phases without faults, in
+lockstep (each phase starts once the faulty run has started it) and over the same time.
 The faulty run must reach the fault-free end state, never send a request before a
 ``Retry-After`` it was given has passed (checked in the simulators' request log), and make at
 most 1.3 times the fault-free run's calls.
@@ -23,8 +24,10 @@ import pytest
 from reliability._harness import DaemonTuning
 from reliability._harness_crm import Script, ScriptSize
 from reliability._harness_run import (
+    Lockstep,
     RunResult,
     compare,
+    first_divergence,
     lost_updates,
     retry_after_violations,
     run_script,
@@ -82,14 +85,14 @@ def test_twenty_percent_faults_everywhere_reach_the_fault_free_end_state(
     crm, sizes, report, tmp_path
 ):
     script = Script.make(SEED, ScriptSize(referrals=sizes.soak_referrals))
-    phases = max(3, int(sizes.soak_seconds // 20))  # changes all along the duration
     faulty_done = threading.Event()
+    lockstep = Lockstep()
     clean_box: dict[str, RunResult] = {}
 
     def clean_run() -> None:  # the same phases without faults, over the same time, alongside
         clean_box["run"] = run_script(
             tmp_path / "clean", crm, script.copy(), tuning=TUNING,
-            phases=phases, until=faulty_done, fault_seed=SEED + 1,
+            follow=lockstep, until=faulty_done, fault_seed=SEED + 1,
         )  # fmt: skip
 
     alongside = threading.Thread(target=clean_run, name="clean-run", daemon=True)
@@ -102,7 +105,7 @@ def test_twenty_percent_faults_everywhere_reach_the_fault_free_end_state(
             faults=fault_plan(crm),
             fault_seed=SEED,
             tuning=TUNING,
-            phases=phases,
+            lead=lockstep,
             min_duration_s=sizes.soak_seconds,
             quiet_timeout_s=300,  # a phase not quiet 5 min after its last change: stuck
         )
@@ -112,6 +115,7 @@ def test_twenty_percent_faults_everywhere_reach_the_fault_free_end_state(
     clean = clean_box["run"]
 
     differences = compare(clean.snapshot, faulty.snapshot)
+    diverged = first_divergence(clean, faulty)
     violations = retry_after_violations(faulty.log)
     injected = Counter(e.injected for e in faulty.log if e.injected)
     ratio = faulty.requests / clean.requests
@@ -120,7 +124,9 @@ def test_twenty_percent_faults_everywhere_reach_the_fault_free_end_state(
         "crm": crm,
         "referrals": sizes.soak_referrals,
         "seconds": round(faulty.wall_s, 1),
-        "phases": faulty.phases,
+        "phases": [clean.phases, faulty.phases],
+        "phase_requests": [clean.phase_requests, faulty.phase_requests],
+        "first_divergence": diverged,
         "calls": [clean.requests, faulty.requests],
         "call_ratio": round(ratio, 3),
         "work_calls": [work[1], work[0]],
@@ -142,6 +148,8 @@ def test_twenty_percent_faults_everywhere_reach_the_fault_free_end_state(
     assert faulty.crashes == []
     assert faulty.wall_s >= sizes.soak_seconds
     assert faulty.counts["duplicate_opportunities"] == 0
+    assert clean.phases == faulty.phases
+    assert diverged is None, f"phase {diverged[0]} converged elsewhere: {diverged[1]}"
     assert differences == []
     assert faulty.counts == clean.counts
     assert violations == []
