@@ -9,7 +9,13 @@ The change feed asks for ``updatedDateTime ge (high water - overlap)`` ordered b
   the rest: following the link would skip one. A re-query cannot skip anything; it re-reads the
   few referrals stamped with the boundary time, which are recognised and not delivered twice.
   Only a page made entirely of one timestamp is followed by its next link (there is no newer
-  time to ask from).
+  time to ask from). Such a chain of pages is positional, so a referral of an earlier page
+  changed meanwhile shifts the rest and one may be skipped: when a referral read on an earlier
+  page of the chain comes back with a new change, the feed asks again from the block's time
+  (what it had delivered is recognised). A change moves a referral to the end of the order,
+  where the same run reads it, so a skip cannot pass unnoticed unless the change was committed
+  late, below a newer page's time; at most ``MAX_BLOCK_REREADS`` re-reads a run, against a
+  server that never settles.
 - **Overlap.** A run re-reads a window below the high-water mark, so a change committed late
   (stamped just below what we already saw) is still caught; only until a poll has run that
   long after the change, so an idle feed costs one request (``ChangeCursor.read_from``).
@@ -63,6 +69,8 @@ ORDER = "updatedDateTime asc"
 DEFAULT_WRITE_CONCURRENCY = 8
 DEFAULT_SEEN_LIMIT = 2_000
 """Changes the cursor remembers at most (besides those at the high-water instant)."""
+MAX_BLOCK_REREADS = 100
+"""Re-reads of a one-timestamp block a run makes at most (see "Keyset paging")."""
 
 
 class PartnerCenterSource:
@@ -94,11 +102,24 @@ class PartnerCenterSource:
     def changes_since(self, cursor: ChangeCursor) -> Iterator[ChangePage]:
         bound = cursor.read_from(self._overlap)
         feed = _Feed(cursor, self._now(), self._overlap, self._seen_limit)
+        rereads = 0
         while True:
             requery = None
+            chain: dict[str, str] = {}  # changes read on this query's pages before the last
             pages = self._client.iter_pages(_query(bound))
             for page in pages:
+                moved = _moved(chain, page.items)
                 yield feed.page(page.items, self._log)
+                if moved is not None and bound is not None:
+                    at = format_datetime(bound)
+                    if rereads < MAX_BLOCK_REREADS:
+                        rereads += 1
+                        self._log.info("referral_feed_block_reread", moved=moved, at=at)
+                        requery = bound
+                        break  # a referral of an earlier page moved: one may have been skipped
+                    self._log.warning(
+                        "referral_feed_block_unsettled", moved=moved, rereads=rereads, at=at
+                    )
                 if not page.has_more:
                     return
                 newest = feed.newest  # the newest time on the page just read
@@ -106,6 +127,7 @@ class PartnerCenterSource:
                     requery = newest
                     break  # keyset paging: ask again from the newest time on this page
                 # A whole page of one timestamp: only the next link can get past it.
+                chain.update(_stamps(page.items))
             pages.close()
             if requery is None:
                 return
@@ -197,6 +219,25 @@ class _Feed:
             self._pruned_at = position
         cursor = ChangeCursor(self.high_water, self.seen, self.polled_at)
         return ChangePage(tuple(referrals), tuple(rejected), cursor)
+
+
+def _stamps(items: list[Any]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for raw in items:
+        record_id, stamp, _moment = _identity(raw)
+        if record_id is not None and stamp is not None:
+            found[record_id] = stamp
+    return found
+
+
+def _moved(chain: Mapping[str, str], items: list[Any]) -> str | None:
+    """A referral of ``items`` read earlier in ``chain`` with another change, if any."""
+    if not chain:
+        return None
+    for record_id, stamp in _stamps(items).items():
+        if chain.get(record_id, stamp) != stamp:
+            return record_id
+    return None
 
 
 def _content_id(raw: object) -> str:

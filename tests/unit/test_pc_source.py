@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from connector.errors import ConflictError, PreconditionFailed
 from connector.model import Action, PartnerUpdate, Status, Substatus
 from connector.model.values import format_datetime, parse_datetime
-from connector.partner_center.adapter import PartnerCenterSource
+from connector.partner_center.adapter import MAX_BLOCK_REREADS, PartnerCenterSource
 from connector.partner_center.client import ListPage
 from connector.partner_center.convert import referral_from_wire
 from connector.ports import ChangeCursor
@@ -439,6 +439,46 @@ def test_update_with_nothing_to_change_sends_nothing():
     same = PartnerUpdate(referral_id=current.id, deal_value=Decimal(1000), currency="USD")
     assert source.update(same, current) is current
     assert client.requests == ["GET one"]
+
+
+def test_a_referral_of_a_one_timestamp_page_changed_before_the_next_page_skips_none():
+    """Positional paging through a block of one timestamp: the change moves referral 1 to the
+    end and shifts referral 7 onto the page already read. The feed notices referral 1 again
+    and re-reads the block; without that, referral 7 was lost once the high water moved on."""
+    client = FakeClient([wire(n, T0) for n in range(9)], page_size=7)
+    source = make_source(client, overlap=timedelta(seconds=60))
+    delivered: list[str] = []
+    cursor = ChangeCursor()
+    for index, page in enumerate(source.changes_since(cursor)):
+        delivered.extend(r.id for r in page.referrals)
+        cursor = page.cursor
+        if index == 0:
+            client.edit(1, T0 + timedelta(seconds=60))
+    client.edit(0, T0 + timedelta(seconds=61))
+    ids, cursor = drain(source, cursor)
+
+    assert sorted(set(delivered)) == sorted(wire(n, T0)["id"] for n in range(9))
+    assert ids == [wire(0, T0)["id"]]
+    assert len(delivered) == 10  # the nine, and referral 1's change once
+
+
+def test_a_block_that_never_settles_is_re_read_a_bounded_number_of_times():
+    class Restless(FakeClient):  # every second page shows the first referral changed again
+        def iter_pages(self, params=None):
+            pages = super().iter_pages(params)
+            first = next(pages)
+            yield first
+            moved = {**first.items[0], "eTag": f'"{uuid.uuid4()}"'}
+            moved["updatedDateTime"] = format_datetime(T0 + timedelta(seconds=1))
+            self.requests.append("GET list")
+            yield ListPage([*list(self.referrals.values())[7:], moved], has_more=False)
+
+    client = Restless([wire(n, T0) for n in range(9)], page_size=7)
+    ids, _cursor = drain(make_source(client), ChangeCursor())
+
+    # the first page asks again from its time; then the block, read again at most so often
+    assert client.requests == ["GET list"] * (1 + 2 * (MAX_BLOCK_REREADS + 1))
+    assert set(ids) == {wire(n, T0)["id"] for n in range(9)}
 
 
 OFFSETS = st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=260)
