@@ -4,6 +4,9 @@ One apscheduler job per connection runs its cycle (outbound, then inbound: the o
 terminal-state rule relies on) every ``interval_seconds``, with a little jitter, never two at
 once (``max_instances=1``) and without a backlog of missed runs (``coalesce``). Connections are
 isolated: one that fails is recorded and retried at its next interval while the others go on.
+A run skipped because the cycle before it is still going (a long backfill) is expected, so
+apscheduler's warning for it, one an interval, is not logged (``cycle_progress`` reports the
+long cycle instead).
 A state store failure stops the daemon (exit 1) rather than let it lose track.
 
 Webhook events (:meth:`Daemon.on_webhook`) are queued and synced at once by a worker thread:
@@ -19,6 +22,7 @@ exits 0.
 
 from __future__ import annotations
 
+import logging
 import queue
 import signal
 import threading
@@ -41,6 +45,22 @@ from connector.wiring import Connection
 __all__ = ["Daemon"]
 
 JITTER_S = 2
+
+_SKIPPED_RUN = "maximum number of running instances reached"
+
+
+class _SkippedRunFilter(logging.Filter):
+    """Drops apscheduler's "skipped: maximum number of running instances reached"."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _SKIPPED_RUN not in str(record.msg)
+
+
+def _quiet_skipped_runs() -> None:
+    scheduler_log = logging.getLogger("apscheduler.scheduler")
+    if not any(isinstance(f, _SkippedRunFilter) for f in scheduler_log.filters):
+        scheduler_log.addFilter(_SkippedRunFilter())
+
 
 _Queued = tuple[str | None, WebhookEvent]  # (the connection it came in for or None: all, event)
 
@@ -73,6 +93,7 @@ class Daemon:
         self._worker = threading.Thread(target=self._drain_events, name="webhooks", daemon=True)
 
     def start(self) -> None:
+        _quiet_skipped_runs()
         first = _wall_now()  # apscheduler keeps the wall clock, whatever clock the engine has
         for number, connection in enumerate(self.connections):
             interval = connection.settings.interval_seconds

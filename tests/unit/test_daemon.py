@@ -4,6 +4,7 @@ for the services, intervals of one second)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -142,3 +143,28 @@ def test_the_first_cycle_runs_at_once_whatever_the_engine_clock_says(store):
     daemon = Daemon([side.connection], clock=AheadClock())
     for _ in running(daemon):
         wait_until(lambda: side.opportunities() == 4, timeout=10)
+
+
+def test_a_run_skipped_while_a_long_cycle_goes_on_is_not_logged_as_a_warning(store, caplog):
+    side = Side("slow", store, 5)
+    real = side.connection.sync.run_cycle
+    cycles: list[float] = []
+
+    def slow_cycle() -> Any:
+        cycles.append(time.monotonic())
+        time.sleep(3.5)  # three intervals of 1 s: apscheduler skips the runs due meanwhile
+        return real()
+
+    side.connection.sync.run_cycle = slow_cycle  # type: ignore[method-assign]
+    daemon = Daemon([side.connection], clock=SystemClock())
+    with caplog.at_level("DEBUG", logger="apscheduler"):
+        for _ in running(daemon):
+            wait_until(lambda: len(cycles) >= 2, timeout=30)
+        logging.getLogger("apscheduler.scheduler").warning(  # what apscheduler itself logs
+            'Execution of job "%s" skipped: maximum number of running instances reached (%d)',
+            "slow", 1,
+        )  # fmt: skip
+        logging.getLogger("apscheduler.scheduler").warning("any other warning")
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["any other warning"]
