@@ -202,9 +202,16 @@ class InboundCycle(Cycle):
         return _Pending(referral=referral, link=link, mapped=mapped, fingerprint=fingerprint)
 
     def _closing_stage(self, referral: Referral, link: Link) -> StageValue | None:
-        """Partner Center closed the referral: close an open opportunity, else log a conflict."""
-        if link.crm_open is False or referral.lifecycle.substatus is Substatus.WON:
-            # Won only ever comes from the partner (the CRM): never answer it with Closed Lost.
+        """Partner Center closed the referral: close an open opportunity, else log a conflict.
+
+        Won only ever comes from the partner, so it is never answered with Closed Lost: a Won
+        referral closes an opportunity known to be open as won (one shared already Won whose
+        create landed without its close: Dataverse closes in a second call), and is otherwise
+        taken for the CRM's own win."""
+        won = referral.lifecycle.substatus is Substatus.WON
+        if won and link.crm_open is True:
+            return self._spec.lifecycle.stage_on_create(referral.lifecycle)
+        if link.crm_open is False or won:
             self._log.info(
                 "conflict_resolved",
                 referral_id=referral.id,

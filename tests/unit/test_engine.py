@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 
 from connector.engine import CRM_STREAM, PC_STREAM, RunReport
 from connector.errors import ConflictError, MappingError, TransientError
+from connector.mapping import map_referral
 from connector.model import Deal, Lifecycle, Status, Substatus
 from connector.ports import ChangeCursor, ChangePage, Direction, Rejected
 
@@ -421,6 +422,25 @@ def test_an_expired_referral_closes_its_open_opportunity():
     opp = world.opportunity(ref.id)
     assert (opp["StageName"], opp["Partner_Center_Status__c"]) == ("Closed Lost", "Closed/Expired")
     assert world.pc.referrals[ref.id].lifecycle == Lifecycle(Status.CLOSED, Substatus.EXPIRED)
+
+
+def test_a_won_referral_whose_opportunity_was_left_open_gets_it_closed_as_won():
+    """Found by the fault soak (Dataverse): a referral shared already Won; our create landed but
+    its reply was lost before the close (Dataverse closes in a second call), so the next cycle
+    found the opportunity open and linked it. Won comes from the partner's side, so it was
+    taken for closed already and the opportunity stayed open for good."""
+    world = World()
+    won = Lifecycle(Status.CLOSED, Substatus.WON)
+    [ref] = referrals(1, lifecycle=won, deal=Deal(value=Decimal(9000), currency="USD"))
+    world.pc.seed(ref)
+    left_open = map_referral(dataclasses.replace(ref, lifecycle=ACTIVE), SF_MAPPING, create=True)
+    world.crm.upsert([left_open.write])  # what landed of the create
+    assert world.opportunity(ref.id)["StageName"] != "Closed Won"
+
+    world.settle()
+
+    assert world.opportunity(ref.id)["StageName"] == "Closed Won"
+    assert world.pc.referrals[ref.id].lifecycle == won
 
 
 def test_a_referral_closed_by_microsoft_after_the_crm_won_it_is_a_logged_conflict():
