@@ -25,7 +25,8 @@ and its "ERROR at Row:1:Column:N" messages.
 
 Evaluation reads only the records a ``WHERE`` can match when it can tell (:func:`_narrowed`:
 ``=`` and ``IN`` with text literals on the queried sObject's own fields, through the store's
-indexes); every record read is still tested against the whole ``WHERE``.
+indexes; ``=``, ``>``, ``>=``, ``<`` and ``<=`` with a datetime literal on its ``SystemModstamp``,
+through the store's stamp order); every record read is still tested against the whole ``WHERE``.
 """
 
 from __future__ import annotations
@@ -413,6 +414,16 @@ class RowSource(Protocol):
         self, sobject: str, ids: Iterable[str], *, include_deleted: bool = False
     ) -> list[dict[str, Any]]: ...
 
+    def modified_between(
+        self,
+        sobject: str,
+        start: datetime | None,
+        end: datetime | None = None,
+        *,
+        start_inclusive: bool = True,
+        end_inclusive: bool = False,
+    ) -> set[str]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
@@ -769,7 +780,7 @@ def _narrowed(  # noqa: PLR0911 - one answer per kind of condition
     if isinstance(cond, Compare):
         if cond.op == "=" and cond.value.kind == "string":
             return _probe(cond.field, (cond.value,), checker, source)
-        return None
+        return _stamp_range(cond, checker, source)
     if isinstance(cond, InList):
         if not cond.negated and all(v.kind == "string" for v in cond.values):
             return _probe(cond.field, cond.values, checker, source)
@@ -793,6 +804,26 @@ def _probe(
         return None
     texts = [str(v.value).replace(LIKE_ESCAPE, "") for v in values]
     return source.matching(checker.obj.name, res.fdef.name, texts)
+
+
+_STAMP_FIELD = "SystemModstamp"
+"""The one field whose ranges the source answers from a sorted order."""
+
+
+def _stamp_range(cond: Compare, checker: _Checker, source: RowSource) -> set[str] | None:
+    """Ids with ``SystemModstamp`` in the range ``cond`` states, if it states one."""
+    res = checker.resolved[cond.field.path.lower()]
+    if res.rel is not None or res.fdef.name != _STAMP_FIELD or cond.value.kind != "datetime":
+        return None
+    moment: datetime = cond.value.value
+    name = checker.obj.name
+    if cond.op in (">", ">="):
+        return source.modified_between(name, moment, None, start_inclusive=cond.op == ">=")
+    if cond.op in ("<", "<="):
+        return source.modified_between(name, None, moment, end_inclusive=cond.op == "<=")
+    if cond.op == "=":
+        return source.modified_between(name, moment, moment, end_inclusive=True)
+    return None  # !=: nearly every row
 
 
 def _related(

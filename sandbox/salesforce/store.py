@@ -20,10 +20,14 @@ journal of the rows it replaced).
 Lookups by a field's value (:meth:`RecordStore.find`, :meth:`RecordStore.matching`, the unique
 field check) go through :class:`~sandbox.index.Indexes`: they narrow the rows to test, and each
 candidate is still compared as before, so an index changes the cost of a lookup, not its answer.
+Lookups by a ``SystemModstamp`` range (:meth:`RecordStore.modified_between`, the ``updated``
+route, SOQL's change query) go through a :class:`_StampOrder` per sObject: ``(stamp, id)`` kept
+sorted on every write, so a range is two binary searches, not a scan of the table.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import threading
@@ -66,6 +70,55 @@ def _base62(number: int, width: int) -> str:
     return out.rjust(width, "0")
 
 
+_Stamped = tuple[datetime, str]
+
+
+class _StampOrder:
+    """One sObject's ids sorted by ``SystemModstamp`` (ties by id); rows whose stamp does not
+    parse are left out (no range comparison matches them). Not thread-safe: the store's lock
+    guards it."""
+
+    def __init__(self) -> None:
+        self._keys: list[_Stamped] = []
+        self._key_of: dict[str, _Stamped] = {}
+
+    def put(self, record_id: str, record: Mapping[str, Any] | None) -> None:
+        """Row ``record_id`` is now ``record`` (``None``: gone)."""
+        stamp = None if record is None else parse_datetime(str(record.get("SystemModstamp")))
+        key = None if stamp is None else (stamp, record_id)
+        old = self._key_of.get(record_id)
+        if old == key:
+            return
+        if old is not None:
+            del self._keys[bisect.bisect_left(self._keys, old)]
+            del self._key_of[record_id]
+        if key is not None:
+            bisect.insort(self._keys, key)
+            self._key_of[record_id] = key
+
+    def between(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        start_inclusive: bool,
+        end_inclusive: bool,
+    ) -> list[str]:
+        """Ids whose stamp is after ``start`` and before ``end`` (``None``: unbounded)."""
+        first, stop = 0, len(self._keys)
+        if start is not None:
+            find = bisect.bisect_left if start_inclusive else bisect.bisect_right
+            first = find(self._keys, start, key=_stamp_of)
+        if end is not None:
+            find = bisect.bisect_right if end_inclusive else bisect.bisect_left
+            stop = find(self._keys, end, key=_stamp_of)
+        return [record_id for _, record_id in self._keys[first:stop]]
+
+
+def _stamp_of(key: _Stamped) -> datetime:
+    return key[0]
+
+
 class RecordStore:
     """Records by sObject and id, in creation order."""
 
@@ -78,6 +131,7 @@ class RecordStore:
         self._indexes = Indexes(lambda row, name: row.get(name))
         self._position: dict[str, int] = {}  # id → creation order
         self._created = itertools.count()
+        self._stamps = {name: _StampOrder() for name in org.names()}
         self._journal: list[tuple[str, str, dict[str, Any] | None]] | None = None
 
     # -- reading ----------------------------------------------------------------------------
@@ -143,17 +197,34 @@ class RecordStore:
             raws = [rows[i] for i in self._ordered(i for i in ids if i in rows)]
         return [self._visible(obj, r) for r in raws if include_deleted or not r["IsDeleted"]]
 
-    def updated_ids(self, sobject: str, start: datetime, end: datetime) -> list[str]:
-        """Ids whose ``SystemModstamp`` is in ``[start, end)`` (deleted ones included)."""
+    def modified_between(
+        self,
+        sobject: str,
+        start: datetime | None,
+        end: datetime | None = None,
+        *,
+        start_inclusive: bool = True,
+        end_inclusive: bool = False,
+    ) -> set[str]:
+        """Ids of records (deleted ones included) whose ``SystemModstamp`` is after ``start``
+        and before ``end`` (``None``: unbounded), each bound included as asked."""
         obj = self._sobject(sobject)
         with self._lock:
-            raws = list(self._data[obj.name].values())
-        out = []
-        for raw in raws:
-            stamp = parse_datetime(raw["SystemModstamp"])
-            if stamp is not None and start <= stamp < end:
-                out.append(raw["Id"])
-        return out
+            return set(
+                self._stamps[obj.name].between(
+                    start, end, start_inclusive=start_inclusive, end_inclusive=end_inclusive
+                )
+            )
+
+    def updated_ids(self, sobject: str, start: datetime, end: datetime) -> list[str]:
+        """Ids whose ``SystemModstamp`` is in ``[start, end)`` (deleted ones included),
+        oldest first."""
+        obj = self._sobject(sobject)
+        with self._lock:
+            found = self._stamps[obj.name].between(
+                start, end, start_inclusive=True, end_inclusive=False
+            )
+            return self._ordered(found)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -232,6 +303,7 @@ class RecordStore:
             self._data = {name: {} for name in self.org.names()}
             self._indexes.clear()
             self._position.clear()
+            self._stamps = {name: _StampOrder() for name in self.org.names()}
             if self._journal is not None:
                 self._journal.clear()
 
@@ -249,6 +321,7 @@ class RecordStore:
             self._position[record_id] = next(self._created)
         rows[record_id] = record
         self._indexes.replace(sobject, record_id, old, record)
+        self._stamps[sobject].put(record_id, record)
 
     def _undo(self, start: int) -> None:
         assert self._journal is not None  # noqa: S101 (only inside atomic)
@@ -262,6 +335,7 @@ class RecordStore:
             else:
                 rows[record_id] = old
             self._indexes.replace(sobject, record_id, new, old)
+            self._stamps[sobject].put(record_id, old)
 
     def _lookup(self, obj: SObjectDef, fdef: FieldDef, keys: Iterable[Hashable]) -> set[str]:
         return self._indexes.ids(obj.name, fdef.name, _fold(fdef), keys, self._data[obj.name])
