@@ -72,6 +72,9 @@ class OutboundCycle(Cycle):
                 link = self._one(change, report, now)
             except (MappingError, PermanentError) as exc:
                 dead.append(self._dead(change, str(exc), now))
+                found = self._found(change, now)
+                if found is not None:
+                    links.append(found)
                 continue
             if link is not None:
                 links.append(link)
@@ -149,6 +152,25 @@ class OutboundCycle(Cycle):
             # for Microsoft closing the referral and "close" an opportunity already won.
             self._store.put_link(self.connection, recorded)
         return recorded
+
+    def _found(self, change: OpportunityChange, now: datetime) -> Link | None:
+        """A dead-lettered change of a referral's opportunity we hold no CRM id for (our create
+        landed, its reply was lost): the id alone, so that the inbound half updates the
+        opportunity instead of writing a create's values over the salesperson's. No
+        fingerprint: the change is still to send once fixed, and its dead letter stays open."""
+        if change.deleted or not change.key:
+            return None
+        link = self._store.get_link(self.connection, change.key)
+        if link is not None and link.crm_id is not None:
+            return None
+        try:
+            crm_open: bool | None = not self._spec.lifecycle.is_closed(
+                read_change(change, self._spec).stage
+            )
+        except MappingError:
+            crm_open = None
+        base = link or Link(referral_id=change.key)
+        return replace(base, crm_id=change.crm_id, crm_open=crm_open, updated_at=now)
 
     def _link(
         self, link: Link | None, view: CrmView, current: Referral, crm_open: bool, now: datetime

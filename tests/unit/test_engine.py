@@ -268,6 +268,33 @@ def test_accepting_without_a_value_is_dead_lettered_with_guidance_then_goes_thro
     assert world.store.dead_letters(CONNECTION) == []  # resolved by the successful sync
 
 
+def test_a_dead_lettered_edit_of_a_create_whose_reply_was_lost_is_not_overwritten_by_a_create():
+    """Found by the full-size fault soak (Salesforce, phase 0): our create landed but its reply
+    was lost, so no CRM id was recorded; the salesperson accepted without an amount (a dead
+    letter); the next inbound pass took the referral for one still to create and wrote a
+    create's values (stage, amount) over the salesperson's."""
+    world = World()
+    [ref] = referrals(1)
+    world.pc.seed(ref)
+    landed = map_referral(ref, SF_MAPPING, create=True)
+    world.crm.upsert([landed.write])  # what landed of the create; the engine never heard
+    world.salesperson(ref.id, StageName="Qualification", Amount=Decimal(0))
+
+    world.settle()
+
+    opportunity = world.opportunity(ref.id)
+    assert (opportunity["StageName"], opportunity["Amount"]) == ("Qualification", Decimal(0))
+    [dead] = world.store.dead_letters(CONNECTION)
+    assert "fill Amount" in dead.reason
+    assert world.pc.referrals[ref.id].external_reference_id == opportunity["Id"]
+
+    world.salesperson(ref.id, Amount=Decimal(5000))  # the fix still goes through
+    world.settle()
+
+    assert world.pc.referrals[ref.id].lifecycle == ACTIVE
+    assert world.store.dead_letters(CONNECTION) == []
+
+
 def test_a_dead_letter_fixed_and_sent_just_before_a_kill_is_resolved_after_the_restart():
     """The fix reached Partner Center and its link was recorded at once, but the process died
     before the page's commit: the change read again is "unchanged", and its dead letter must
