@@ -72,7 +72,7 @@ class OutboundCycle(Cycle):
                 link = self._one(change, report, now)
             except (MappingError, PermanentError) as exc:
                 dead.append(self._dead(change, str(exc), now))
-                found = self._found(change, now)
+                found = self._found(change, now) if isinstance(exc, MappingError) else None
                 if found is not None:
                     links.append(found)
                 continue
@@ -154,8 +154,9 @@ class OutboundCycle(Cycle):
         return recorded
 
     def _found(self, change: OpportunityChange, now: datetime) -> Link | None:
-        """A dead-lettered change of a referral's opportunity we hold no CRM id for (our create
-        landed, its reply was lost): the id alone, so that the inbound half updates the
+        """A change the decision refused (a dead letter) of a referral's opportunity we hold no
+        CRM id for, and no other referral does (our create landed, its reply was lost): the id
+        alone, so that the inbound half updates the
         opportunity instead of writing a create's values over the salesperson's. No
         fingerprint: the change is still to send once fixed, and its dead letter stays open."""
         if change.deleted or not change.key:
@@ -163,6 +164,8 @@ class OutboundCycle(Cycle):
         link = self._store.get_link(self.connection, change.key)
         if link is not None and link.crm_id is not None:
             return None
+        if self._store.get_link_by_crm_id(self.connection, change.crm_id) is not None:
+            return None  # the opportunity is another referral's (its key edited): not ours
         try:
             crm_open: bool | None = not self._spec.lifecycle.is_closed(
                 read_change(change, self._spec).stage
