@@ -159,6 +159,12 @@ class OpportunityWrite:
     fields: Mapping[str, object]
     account: AccountRef | None = None
     contacts: tuple[ContactRef, ...] = ()
+    create: bool = False
+    """The opportunity is not known to exist: the write carries the CRM-owned fields' first
+    values (stage, amount). Such an upsert is not re-sent after a reply that may have been lost:
+    the salesperson (or a CRM automation) may have edited the new record meanwhile, and the
+    repeat would write the first values over the edit. The cycle fails; the next one's outbound
+    half finds the opportunity and records it, and its inbound half then updates it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

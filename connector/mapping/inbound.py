@@ -62,6 +62,7 @@ def map_referral(
         fields=fields,
         account=account_of(referral),
         contacts=tuple(contact_ref(c) for c in referral.customer.contacts),
+        create=create,
     )
     return MappedWrite(write=write, warnings=tuple(warnings))
 

@@ -248,7 +248,9 @@ class DynamicsAdapter:
         outcomes: dict[int, WriteOutcome] = {}
         closing: list[tuple[int, OpportunityWrite, _Row, str]] = []
         closed: list[tuple[int, OpportunityWrite, _Row, str]] = []
-        for (i, write, row), answer in zip(chunk, self._client.batch("upsert", parts), strict=True):
+        idempotent = not any(write.create for _, write, _row in chunk)
+        answers = self._client.batch("upsert", parts, idempotent=idempotent)
+        for (i, write, row), answer in zip(chunk, answers, strict=True):
             if answer.status in (200, 201) and isinstance(answer.body, dict):
                 crm_id = str(answer.body.get(wire.OPPORTUNITY_ID) or "")
                 action = "created" if answer.status == 201 else "updated"

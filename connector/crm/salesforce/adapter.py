@@ -142,7 +142,12 @@ class SalesforceAdapter:
         for chunk in _chunks(pending, writes):
             records = [_opportunity_record(writes[i], self._ext, accounts.get(i)) for i in chunk]
             try:
-                results = self._client.upsert_collection(OPPORTUNITY, self._ext, records)
+                results = self._client.upsert_collection(
+                    OPPORTUNITY,
+                    self._ext,
+                    records,
+                    idempotent=not any(writes[i].create for i in chunk),
+                )
             except PermanentError as exc:
                 self._log.warning("opportunity_batch_refused", count=len(chunk), reason=str(exc))
                 for i in chunk:

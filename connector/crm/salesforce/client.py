@@ -293,12 +293,18 @@ class SalesforceClient:
     # -- operations ---------------------------------------------------------------------------
 
     def upsert_collection(
-        self, sobject: str, external_id_field: str, records: Sequence[Mapping[str, object]]
+        self,
+        sobject: str,
+        external_id_field: str,
+        records: Sequence[Mapping[str, object]],
+        *,
+        idempotent: bool = True,
     ) -> list[UpsertResult]:
         """``PATCH composite/sobjects/<sobject>/<field>`` with ``allOrNone: false``.
 
         One result per record, in order. A record Salesforce refuses is a result with
-        ``success: false`` and its errors; only a failure of the whole request raises.
+        ``success: false`` and its errors; only a failure of the whole request raises. Not
+        ``idempotent`` (it holds creates' first values): not re-sent once it may have been done.
         """
         if not 0 < len(records) <= COLLECTION_LIMIT:
             raise ValueError(
@@ -314,7 +320,9 @@ class SalesforceClient:
         path = f"composite/sobjects/{sobject}/{external_id_field}"
         data = json.dumps(body)
         answer = self._call(
-            "collections_upsert", lambda sf, kw: sf.restful(path, method="PATCH", data=data, **kw)
+            "collections_upsert",
+            lambda sf, kw: sf.restful(path, method="PATCH", data=data, **kw),
+            idempotent=idempotent,
         )
         if not isinstance(answer, list) or len(answer) != len(records):
             got = len(answer) if isinstance(answer, list) else type(answer).__name__
