@@ -152,6 +152,22 @@ def test_won_and_lost_go_through_the_actions_and_a_closed_row_is_left_alone(env)
     assert rows(env)["to-win"]["rs_partnercenterstatus"] is None
 
 
+def test_a_win_written_without_a_value_takes_the_value_the_row_has_as_its_actual_revenue(env):
+    """Closing an open opportunity as won with Partner Center's fields only (the engine writes
+    no CRM-owned value to a record that exists): the win's actual revenue is the row's own
+    estimated value, as a create's win takes the value it writes (found by the soak)."""
+    connection = connect(env)
+    connection.adapter.upsert([write("left-open", estimatedvalue=Decimal(153400))])
+
+    only_pc = OpportunityWrite(key="left-open", fields={"statuscode": 3, "name": "Deal left-open"})
+    [outcome] = connection.adapter.upsert([only_pc])
+
+    assert outcome.action == "updated"
+    stored = rows(env)["left-open"]
+    assert (stored["statecode"], stored["statuscode"]) == (1, 3)
+    assert stored["actualvalue"] == 153400
+
+
 def test_the_currency_is_written_and_read_back_as_its_iso_code(env):
     connection = connect(env)
     _, cursor = drain(connection, None)

@@ -373,8 +373,9 @@ says the referrals whose opportunity the salesperson waits for were lost."""
 
 
 class Driver(threading.Thread):
-    """Plays a phase's moves while the daemon works: Microsoft's at a steady pace, the
-    salesperson's as soon as the opportunity exists (during the backfill it may not yet)."""
+    """Plays a phase's moves while the daemon works: Microsoft's at a steady pace once the
+    referral has its CRM id, the salesperson's as soon as the opportunity exists (during the
+    backfill neither may be there yet)."""
 
     def __init__(
         self, sandbox: Sandbox, crm: CrmSide, moves: list[Move], arrivals: list[dict[str, Any]]
@@ -412,7 +413,7 @@ class Driver(threading.Thread):
             left = []
             done = 0
             for move in self.pending:
-                if move.side == "pc" and done < 5:
+                if move.side == "pc" and done < 5 and self._settled(move.referral_id):
                     apply_pc(self.sandbox, move)
                     done += 1
                 elif move.side == "crm" and move.referral_id in index and done < 5:
@@ -424,3 +425,11 @@ class Driver(threading.Thread):
             if len(self.pending) + len(self.arrivals) < left_before or len(known) > known_before:
                 progress = time.monotonic()  # a move made, or the daemon created opportunities
             time.sleep(0.02)
+
+    def _settled(self, referral_id: str) -> bool:
+        """Whether Microsoft may change the referral now: the daemon has written its CRM id
+        back (during the backfill it may not have yet). Closing a referral before the daemon
+        wrote its CRM id makes that write-back moot (a closed referral takes none), so whether
+        the link is there in the end would depend on timing, not on the daemon."""
+        raw = self.sandbox.partner_center.store.get_raw(referral_id)
+        return raw is None or bool(raw.get("externalReferenceId"))

@@ -110,7 +110,10 @@ DEFAULT_PAGE_SIZE = 1000
 LOOKUP_CHUNK = 25
 """Literals per lookup ``$filter``: keeps the GET URL well under the 32 KB limit."""
 OPEN_STATE = 0
-_STATE_SELECT = f"$select={wire.OPPORTUNITY_ID},{wire.STATECODE},{wire.STATUSCODE}"
+_ESTIMATED_VALUE = "estimatedvalue"
+_STATE_SELECT = (
+    f"$select={wire.OPPORTUNITY_ID},{wire.STATECODE},{wire.STATUSCODE},{_ESTIMATED_VALUE}"
+)
 
 
 class _Refused(Exception):
@@ -247,6 +250,7 @@ class DynamicsAdapter:
         ]
         outcomes: dict[int, WriteOutcome] = {}
         closing: list[tuple[int, OpportunityWrite, _Row, str]] = []
+        revenue: dict[int, object] = {}  # a won row's actual revenue: its estimated value
         closed: list[tuple[int, OpportunityWrite, _Row, str]] = []
         idempotent = not any(write.create for _, write, _row in chunk)
         answers = self._client.batch("upsert", parts, idempotent=idempotent)
@@ -259,6 +263,8 @@ class DynamicsAdapter:
                 if row.close is not None and crm_id:
                     if state == OPEN_STATE:
                         closing.append((i, write, row, crm_id))
+                        value = answer.body.get(_ESTIMATED_VALUE)  # a Decimal, as read
+                        revenue[i] = row.body.get(_ESTIMATED_VALUE, to_json(value))
                     else:
                         self._already_closed(write.key, crm_id, answer.body, row.close)
                 self._log.debug(  # the engine logs it at info, once
@@ -271,7 +277,7 @@ class DynamicsAdapter:
                 self._log.warning("opportunity_rejected", referral_id=write.key, reason=reason)
                 outcomes[i] = WriteOutcome(key=write.key, action="failed", reason=reason)
         if closing or closed:
-            outcomes.update(self._close_and_read(closing, closed, outcomes))
+            outcomes.update(self._close_and_read(closing, closed, outcomes, revenue))
         return outcomes
 
     def _close_and_read(
@@ -279,10 +285,13 @@ class DynamicsAdapter:
         closing: list[tuple[int, OpportunityWrite, _Row, str]],
         closed: list[tuple[int, OpportunityWrite, _Row, str]],
         written: Mapping[int, WriteOutcome],
+        revenue: Mapping[int, object],
     ) -> dict[int, WriteOutcome]:
         """One ``$batch``: the actions closing open rows, and a read of each row whose PATCH
         was refused as a closed row's would be (with the reason, if it turns out open)."""
-        parts = [self._close_part(write, row, crm_id) for _, write, row, crm_id in closing]
+        parts = [
+            self._close_part(row, crm_id, revenue.get(i)) for i, _write, row, crm_id in closing
+        ]
         parts += [Part("GET", f"{self._row_url(w.key)}?{_STATE_SELECT}") for _, w, _, _ in closed]
         answers = self._client.batch("close", parts)
         outcomes: dict[int, WriteOutcome] = {}
@@ -316,13 +325,14 @@ class DynamicsAdapter:
                 outcomes[i] = WriteOutcome(key=write.key, action="failed", reason=reason)
         return outcomes
 
-    def _close_part(self, write: OpportunityWrite, row: _Row, crm_id: str) -> Part:
+    def _close_part(self, row: _Row, crm_id: str, revenue: object) -> Part:
+        """The Win/Lose action; a win's actual revenue is the estimated value the row has
+        (written now, or already there when only Partner Center's fields were written)."""
         won = row.close_state == 1
         close: dict[str, object] = {
             "subject": "Won (Referral Sync)" if won else "Lost (Referral Sync)",
             f"{wire.OPPORTUNITY_ID}{wire.BIND}": f"/{wire.OPPORTUNITIES}({crm_id})",
         }
-        revenue = row.body.get("estimatedvalue")
         if won and revenue is not None:
             close["actualrevenue"] = revenue
         body = {"Status": row.close, "OpportunityClose": close}
