@@ -156,9 +156,9 @@ class OutboundCycle(Cycle):
     def _found(self, change: OpportunityChange, now: datetime) -> Link | None:
         """A change the decision refused (a dead letter) of a referral's opportunity we hold no
         CRM id for, and no other referral does (our create landed, its reply was lost): the id
-        alone, so that the inbound half updates the
-        opportunity instead of writing a create's values over the salesperson's. No
-        fingerprint: the change is still to send once fixed, and its dead letter stays open."""
+        alone, so that the inbound half updates the opportunity instead of writing a create's
+        values over the salesperson's. No fingerprint: the change is still to send once fixed,
+        and its dead letter stays open."""
         if change.deleted or not change.key:
             return None
         link = self._store.get_link(self.connection, change.key)
