@@ -161,15 +161,18 @@ class OpportunityWrite:
     contacts: tuple[ContactRef, ...] = ()
     create: bool = False
     """The opportunity is not known to exist: the write carries the CRM-owned fields' first
-    values (stage, amount). Such an upsert is not re-sent after a reply that may have been lost:
-    the salesperson (or a CRM automation) may have edited the new record meanwhile, and the
-    repeat would write the first values over the edit. The cycle fails; the next one's outbound
-    half finds the opportunity and records it, and its inbound half then updates it."""
+    values (stage, amount), and it is create-only. If an opportunity with this key exists
+    already (an earlier create landed and its reply was lost, or a crash came before its link
+    was recorded), nothing is written and the outcome is ``exists``: the first values must not
+    land over what the salesperson (or a CRM automation) did with the record meanwhile. So such
+    a write is safe to send again after a reply that may have been lost. The engine then writes
+    the opportunity again as an update: Partner Center's fields only."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WriteOutcome:
-    """What happened to one write: ``created``, ``updated`` or ``failed`` (with the reason)."""
+    """What happened to one write: ``created``, ``updated``, ``exists`` (a create-only write
+    found the opportunity there already and wrote nothing) or ``failed`` (with the reason)."""
 
     key: str
     action: str
@@ -231,8 +234,9 @@ class CrmAdapter(Protocol):
     """A partner's CRM, as the engine sees it. Each implementation passes tests/contract."""
 
     def upsert(self, writes: Sequence[OpportunityWrite]) -> list[WriteOutcome]:
-        """Upsert by key, batched; one outcome per write, in order. A record the CRM refuses
-        is a ``failed`` outcome with the reason, never an exception; the rest go on."""
+        """Upsert by key, batched; one outcome per write, in order; a ``create`` write is
+        create-only (``exists`` when the key is taken). A record the CRM refuses is a ``failed``
+        outcome with the reason, never an exception; the rest go on."""
         ...
 
     def changes_since(self, cursor: Mapping[str, Any] | None) -> Iterator[CrmChangePage]:

@@ -281,6 +281,8 @@ class FakeCrm:
     def _upsert_one(self, write: OpportunityWrite) -> WriteOutcome:
         fields = {**write.fields, KEY_FIELD: write.key}
         existing = self._find("Opportunity", KEY_FIELD, write.key)
+        if write.create and existing is not None:  # create-only: the record is left as it is
+            return WriteOutcome(key=write.key, action="exists", crm_id=existing["Id"])
         problem = self._invalid("Opportunity", fields, existing)
         if problem is None and write.account is not None:
             problem = self._invalid("Account", _account_fields(write.account), None)

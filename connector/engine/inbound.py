@@ -45,6 +45,7 @@ from connector.ports import (
     DeadLetterEntry,
     Direction,
     Link,
+    WriteOutcome,
 )
 
 __all__ = ["PC_STREAM", "InboundCycle"]
@@ -234,6 +235,7 @@ class InboundCycle(Cycle):
         if not pending:
             return [], []
         outcomes = self._crm.upsert([p.mapped.write for p in pending])
+        pending, outcomes = self._update_existing(pending, outcomes, report)
         waiting: list[tuple[Link, Referral]] = []
         resolved: list[tuple[Direction, str]] = []
         for item, outcome in zip(pending, outcomes, strict=True):
@@ -254,6 +256,33 @@ class InboundCycle(Cycle):
             if not link.crm_id_written:
                 waiting.append((link, referral))
         return waiting, resolved
+
+    def _update_existing(
+        self, pending: list[_Pending], outcomes: list[WriteOutcome], report: RunReport
+    ) -> tuple[list[_Pending], list[WriteOutcome]]:
+        """Creates that found their opportunity there already (a create landed whose reply was
+        lost, or whose link a crash kept from the state): written again, in one more call, as
+        updates of Partner Center's fields, so the salesperson's stage and amount stay. A
+        closed referral closes it (closed rows are left alone by the CRM adapters)."""
+        found = [n for n, outcome in enumerate(outcomes) if outcome.action == "exists"]
+        if not found:
+            return pending, outcomes
+        pending, outcomes = list(pending), list(outcomes)
+        for n in found:
+            referral = pending[n].referral
+            self._log.info(
+                "opportunity_found_existing", referral_id=referral.id, crm_id=outcomes[n].crm_id
+            )
+            stage = None
+            if referral.lifecycle.is_terminal:
+                stage = self._closing_stage(referral, Link(referral_id=referral.id, crm_open=True))
+            mapped = map_referral(referral, self._spec, create=False, stage=stage)
+            pending[n] = replace(pending[n], mapped=mapped)
+        report.count("found_existing", len(found))
+        again = self._crm.upsert([pending[n].mapped.write for n in found])
+        for n, outcome in zip(found, again, strict=True):
+            outcomes[n] = outcome
+        return pending, outcomes
 
     def _link(self, item: _Pending, crm_id: str) -> Link:
         referral, link, fields = item.referral, item.link, item.mapped.write.fields

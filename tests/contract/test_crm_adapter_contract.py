@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -69,6 +70,34 @@ def test_upsert_twice_creates_one_opportunity(crm: CrmHarness):
     assert list(stored) == ["ref-1"]
     assert stored["ref-1"].crm_id == first.crm_id
     assert stored["ref-1"].fields[v.amount] == Decimal(2500)
+
+
+def test_a_create_of_a_key_that_exists_writes_nothing_and_answers_exists(crm: CrmHarness):
+    v = crm.vocabulary
+    [first] = crm.adapter.upsert([write(crm, "ref-1", amount=Decimal(1000))])
+    assert first.crm_id is not None
+    crm.edit(first.crm_id, **{v.amount: Decimal(2500), v.stage: v.stages[1]})
+    create = replace(write(crm, "REF-1", amount=Decimal(1000)), create=True)
+
+    outcomes = crm.adapter.upsert([create, replace(write(crm, "ref-2"), create=True)])
+
+    assert [(o.key, o.action) for o in outcomes] == [("REF-1", "exists"), ("ref-2", "created")]
+    assert not outcomes[0].failed
+    stored = crm.opportunities()
+    assert sorted(stored) == ["ref-1", "ref-2"]
+    assert stored["ref-1"].fields[v.amount] == Decimal(2500)
+    assert stored["ref-1"].fields[v.stage] == v.stages[1]
+
+
+def test_a_batch_of_creates_sent_twice_creates_each_opportunity_once(crm: CrmHarness):
+    creates = [replace(write(crm, f"ref-{i}"), create=True) for i in range(5)]
+    first = crm.adapter.upsert(creates)
+
+    again = crm.adapter.upsert(creates)  # the first reply was lost: the batch is repeated
+
+    assert {o.action for o in first} == {"created"}
+    assert {o.action for o in again} == {"exists"}
+    assert len(crm.opportunities()) == 5
 
 
 def test_keys_that_differ_only_in_case_are_one_opportunity(crm: CrmHarness):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from decimal import Decimal
 
 import pytest
@@ -11,10 +12,17 @@ from engine_world import CONNECTION, SF_MAPPING, World, referrals
 from structlog.testing import capture_logs
 
 from connector.engine import CRM_STREAM, PC_STREAM, RunReport
-from connector.errors import ConflictError, MappingError, TransientError
+from connector.errors import ConflictError, MappingError, OutcomeUnknown, TransientError
 from connector.mapping import map_referral
 from connector.model import Deal, Lifecycle, Status, Substatus
-from connector.ports import ChangeCursor, ChangePage, Direction, Rejected
+from connector.ports import (
+    ChangeCursor,
+    ChangePage,
+    Direction,
+    OpportunityWrite,
+    Rejected,
+    WriteOutcome,
+)
 
 
 def accepted(world: World, rid: str, **fields: object) -> None:
@@ -292,6 +300,46 @@ def test_a_dead_lettered_edit_of_a_create_whose_reply_was_lost_is_not_overwritte
     world.settle()
 
     assert world.pc.referrals[ref.id].lifecycle == ACTIVE
+    assert world.store.dead_letters(CONNECTION) == []
+
+
+def test_a_create_the_crm_applied_late_is_not_written_again_over_the_salespersons_accept():
+    """Found by the full-size fault soak (Dynamics, phase 0): a batch of creates outlived its
+    read timeout and the CRM applied it later; the salesperson accepted a new opportunity at
+    once; the next cycle, which had not seen the opportunity yet, sent its create again and
+    wrote the first stage and amount over the accept. A create is create-only now: the second
+    one finds the opportunity and writes Partner Center's fields only."""
+    world = World()
+    [ref] = referrals(1)
+    world.pc.seed(ref)
+    real_upsert = world.crm.upsert
+    sent: list[list[OpportunityWrite]] = []
+
+    def slow_crm(writes: Sequence[OpportunityWrite]) -> list[WriteOutcome]:
+        sent.append(list(writes))
+        if len(sent) == 1:
+            raise OutcomeUnknown("read timed out")  # the CRM still works on the batch
+        if len(sent) == 2:
+            real_upsert(sent[0])  # ... which lands now, and the salesperson accepts at once
+            world.salesperson(ref.id, StageName="Qualification", Amount=Decimal(5000))
+        return real_upsert(writes)
+
+    world.crm.upsert = slow_crm  # type: ignore[method-assign]
+    world.cycle()
+    result = world.cycle()
+
+    assert [w.create for w in sent[1]] == [True]
+    assert [w.create for w in sent[2]] == [False]  # written again, as an update
+    assert "StageName" not in sent[2][0].fields
+    assert "Amount" not in sent[2][0].fields
+    assert result.inbound.counts["found_existing"] == 1
+    opportunity = world.opportunity(ref.id)
+    assert (opportunity["StageName"], opportunity["Amount"]) == ("Qualification", Decimal(5000))
+    assert len(world.opportunities()) == 1
+    world.crm.upsert = real_upsert  # type: ignore[method-assign]
+    world.settle()
+    assert world.pc.referrals[ref.id].lifecycle == ACTIVE  # the accept reached Partner Center
+    assert world.pc.referrals[ref.id].external_reference_id == opportunity["Id"]
     assert world.store.dead_letters(CONNECTION) == []
 
 

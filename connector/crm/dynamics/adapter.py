@@ -19,8 +19,10 @@
 4. Opportunities: one ``$batch`` per 1000 writes, ``Prefer: odata.continue-on-error``, one
    ``PATCH opportunities(<key>='…')`` each (upsert by alternate key) with
    ``Prefer: return=representation``: 201 is ``created``, 200 ``updated``, a refused part
-   ``failed`` with Dataverse's reason. The account is bound as ``customerid_account`` and
-   ``parentaccountid``.
+   ``failed`` with Dataverse's reason. A create (``write.create``) is create-only,
+   ``If-None-Match: *``: a row with the key answers 412, ``exists``, and is left as it is (so a
+   batch of creates is safe to repeat after a lost reply). The account is bound as
+   ``customerid_account`` and ``parentaccountid``.
 5. Closing: a status reason of the Won or Lost state is never PATCHed (Dataverse refuses it).
    The row is upserted without it, then ``WinOpportunity`` / ``LoseOpportunity`` closes it,
    in a second ``$batch``, only for rows that came back open. A row that is already closed is
@@ -111,6 +113,8 @@ LOOKUP_CHUNK = 25
 """Literals per lookup ``$filter``: keeps the GET URL well under the 32 KB limit."""
 OPEN_STATE = 0
 _ESTIMATED_VALUE = "estimatedvalue"
+_CREATE_ONLY = {"If-None-Match": "*"}
+"""A create's condition: 412 if a row with the key exists (crm-apis §C2)."""
 _STATE_SELECT = (
     f"$select={wire.OPPORTUNITY_ID},{wire.STATECODE},{wire.STATUSCODE},{_ESTIMATED_VALUE}"
 )
@@ -244,7 +248,7 @@ class DynamicsAdapter:
                 "PATCH",
                 f"{self._row_url(write.key)}?{_STATE_SELECT}",
                 row.body,
-                {"Prefer": "return=representation"},
+                {"Prefer": "return=representation", **(_CREATE_ONLY if write.create else {})},
             )
             for _, write, row in chunk
         ]
@@ -252,10 +256,11 @@ class DynamicsAdapter:
         closing: list[tuple[int, OpportunityWrite, _Row, str]] = []
         revenue: dict[int, object] = {}  # a won row's actual revenue: its estimated value
         closed: list[tuple[int, OpportunityWrite, _Row, str]] = []
-        idempotent = not any(write.create for _, write, _row in chunk)
-        answers = self._client.batch("upsert", parts, idempotent=idempotent)
+        answers = self._client.batch("upsert", parts)  # creates are create-only: repeatable
         for (i, write, row), answer in zip(chunk, answers, strict=True):
-            if answer.status in (200, 201) and isinstance(answer.body, dict):
+            if write.create and answer.status == 412:
+                outcomes[i] = WriteOutcome(key=write.key, action="exists")
+            elif answer.status in (200, 201) and isinstance(answer.body, dict):
                 crm_id = str(answer.body.get(wire.OPPORTUNITY_ID) or "")
                 action = "created" if answer.status == 201 else "updated"
                 outcomes[i] = WriteOutcome(key=write.key, action=action, crm_id=crm_id or None)

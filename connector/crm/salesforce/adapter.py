@@ -10,11 +10,15 @@
 2. Contacts: found by e-mail (``Email IN (…)``, case-insensitive, as Salesforce compares,
    chunked the same way), else created. A contact without an e-mail cannot be found again, so
    it is not created (that would duplicate it on every replay): it is skipped and logged.
-3. Opportunities: sObject Collections upsert on the external id field, ≤ 200 records a call,
-   ``allOrNone: false``; a key repeated within a batch starts a new call, so the later write
-   lands last. Each record's result becomes ``created``/``updated``/``failed`` (with
+3. Opportunities: sObject Collections, ≤ 200 records a call, ``allOrNone: false``: creates
+   (``write.create``) with a collections *create* carrying the external id, which is unique, so
+   a create is create-only (``DUPLICATE_VALUE`` → ``exists``; Salesforce's upsert has no such
+   mode) and safe to repeat after a lost reply; updates with a collections upsert on the
+   external id field. A key repeated within a batch starts a new call, so the later write lands
+   last. Each record's result becomes ``created``/``updated``/``exists``/``failed`` (with
    ``statusCode: message (fields)``), in input order. The engine hands over up to
-   :attr:`SalesforceAdapter.max_batch` (200) writes at a time: one call.
+   :attr:`SalesforceAdapter.max_batch` (200) writes at a time: one call, two when it mixes
+   creates and updates.
 4. Contact roles: ``OpportunityContactRole`` rows that do not exist yet are created. Only the
    opportunities that existed before this upsert are looked up: one the upsert has just created
    has no roles yet.
@@ -39,6 +43,7 @@ come back typed by the describe metadata: ``Decimal`` for currency/double/percen
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -97,6 +102,7 @@ DEFAULT_READ_FIELDS: tuple[str, ...] = (
 )
 """Opportunity fields the change feed reads when they exist in the org (others are skipped)."""
 _DECIMAL_TYPES = frozenset({"currency", "double", "percent"})
+_DUPLICATE = re.compile(r"duplicate value found: (\S+) duplicates value on record with id: (\w+)")
 
 
 class SalesforceAdapter:
@@ -140,34 +146,64 @@ class SalesforceAdapter:
         }
         pending = [i for i in range(len(writes)) if i not in failed]
         for chunk in _chunks(pending, writes):
-            records = [_opportunity_record(writes[i], self._ext, accounts.get(i)) for i in chunk]
-            try:
-                results = self._client.upsert_collection(
-                    OPPORTUNITY,
-                    self._ext,
-                    records,
-                    idempotent=not any(writes[i].create for i in chunk),
-                )
-            except PermanentError as exc:
-                self._log.warning("opportunity_batch_refused", count=len(chunk), reason=str(exc))
-                for i in chunk:
-                    outcomes[i] = WriteOutcome(key=writes[i].key, action="failed", reason=str(exc))
-                continue
-            for i, result in zip(chunk, results, strict=True):
-                outcomes[i] = self._outcome(writes[i].key, result)
+            creates = [i for i in chunk if writes[i].create]
+            updates = [i for i in chunk if not writes[i].create]
+            for indexes in (creates, updates):
+                if indexes:
+                    outcomes.update(self._write_opportunities(writes, indexes, accounts))
         self._contact_roles(writes, outcomes, contacts)
         return [outcomes[i] for i in range(len(writes))]
 
-    def _outcome(self, key: str, result: wire.UpsertResult) -> WriteOutcome:
+    def _write_opportunities(
+        self, writes: Sequence[OpportunityWrite], indexes: list[int], accounts: Mapping[int, str]
+    ) -> dict[int, WriteOutcome]:
+        """One collections call: creates (create-only, so safe to repeat: the key is unique) or
+        upserts on the external id."""
+        create = writes[indexes[0]].create
+        records = [_opportunity_record(writes[i], self._ext, accounts.get(i)) for i in indexes]
+        results: Sequence[Mapping[str, Any]]  # SaveResult or UpsertResult
+        try:
+            if create:
+                results = self._client.create_collection(
+                    [(OPPORTUNITY, record) for record in records], idempotent=True
+                )
+            else:
+                results = self._client.upsert_collection(OPPORTUNITY, self._ext, records)
+        except PermanentError as exc:
+            self._log.warning("opportunity_batch_refused", count=len(indexes), reason=str(exc))
+            return {
+                i: WriteOutcome(key=writes[i].key, action="failed", reason=str(exc))
+                for i in indexes
+            }
+        return {
+            i: self._outcome(writes[i].key, result, create=create)
+            for i, result in zip(indexes, results, strict=True)
+        }
+
+    def _outcome(self, key: str, result: Mapping[str, Any], *, create: bool) -> WriteOutcome:
         crm_id = result.get("id") or None
         if result.get("success") is True and crm_id:
-            action = "created" if result.get("created") else "updated"
+            created = create or result.get("created") is True
+            action = "created" if created else "updated"
             # the engine logs it at info, once
             self._log.debug("opportunity_upserted", referral_id=key, crm_id=crm_id, action=action)
             return WriteOutcome(key=key, action=action, crm_id=crm_id)
-        reason = save_errors_text(result.get("errors") or []) or "refused without a reason"
+        errors = result.get("errors") or []
+        if create and any(e.get("statusCode") == wire.DUPLICATE_VALUE for e in errors):
+            # The key is taken (a unique field): the opportunity exists. Another unique field
+            # taken would fail the update the engine sends next, naming it.
+            return WriteOutcome(key=key, action="exists", crm_id=self._duplicate_of(errors))
+        reason = save_errors_text(errors) or "refused without a reason"
         self._log.warning("opportunity_rejected", referral_id=key, reason=reason)
         return WriteOutcome(key=key, action="failed", crm_id=crm_id, reason=reason)
+
+    def _duplicate_of(self, errors: Iterable[wire.SaveError]) -> str | None:
+        """The record whose external id a create duplicated, if the message names it."""
+        for error in errors:
+            found = _DUPLICATE.search(error.get("message") or "")
+            if found and found.group(1).casefold() == self._ext.casefold():
+                return found.group(2)
+        return None
 
     def _accounts(
         self, writes: Sequence[OpportunityWrite], failed: dict[int, str]
@@ -257,7 +293,7 @@ class SalesforceAdapter:
         wanted = {
             i: (outcomes[i].crm_id, ids)
             for i, ids in contacts.items()
-            if not outcomes[i].failed and outcomes[i].crm_id
+            if outcomes[i].action in ("created", "updated") and outcomes[i].crm_id
         }
         if not wanted:
             return

@@ -332,10 +332,12 @@ class SalesforceClient:
         return [cast(UpsertResult, item) if isinstance(item, dict) else {} for item in answer]
 
     def create_collection(
-        self, records: Sequence[tuple[str, Mapping[str, object]]]
+        self, records: Sequence[tuple[str, Mapping[str, object]]], *, idempotent: bool = False
     ) -> list[SaveResult]:
         """``POST composite/sobjects`` with ``allOrNone: false``: create up to 200 records (of
-        any sObjects) in one call; one result per record, in order, a refusal failing alone."""
+        any sObjects) in one call; one result per record, in order, a refusal failing alone.
+        ``idempotent``: each record holds a unique field's value (the external id), so a repeat
+        cannot create it twice: it may be re-sent after a reply that may have been lost."""
         if not 0 < len(records) <= COLLECTION_LIMIT:
             raise ValueError(
                 f"a collection holds 1..{COLLECTION_LIMIT} records, got {len(records)}"
@@ -351,7 +353,7 @@ class SalesforceClient:
         answer = self._call(
             "collections_create",
             lambda sf, kw: sf.restful("composite/sobjects", method="POST", data=data, **kw),
-            idempotent=False,
+            idempotent=idempotent,
         )
         if not isinstance(answer, list) or len(answer) != len(records):
             got = len(answer) if isinstance(answer, list) else type(answer).__name__

@@ -35,6 +35,10 @@ class RestError(TypedDict, total=False):
     fields: list[str]
 
 
+DUPLICATE_VALUE = "DUPLICATE_VALUE"
+"""A save's ``statusCode`` when a unique field's value is taken (the external id, on create)."""
+
+
 class SaveError(TypedDict, total=False):
     """One error of one record in a Collections result (``statusCode``, not ``errorCode``)."""
 
