@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +20,12 @@ from fakes import FakeClock
 from structlog.testing import capture_logs
 
 from connector.crm.dynamics.adapter import DynamicsAdapter
-from connector.crm.dynamics.build import DynamicsConnection, build_dynamics_from_info
+from connector.crm.dynamics.build import (
+    DynamicsConnection,
+    build_dynamics,
+    build_dynamics_from_info,
+    settings_from_info,
+)
 from connector.engine import ConnectionSync
 from connector.mapping import requirements
 from connector.mapping_file import load_mapping_file
@@ -29,6 +35,7 @@ from connector.state import open_state_store
 from connector.wiring import build_connection
 from sandbox.app import Sandbox
 from sandbox.dynamics import DECLINE_REASONS
+from sandbox.faults import FaultPlan
 from sandbox.partner_center import generate_referrals
 
 pytestmark = pytest.mark.e2e
@@ -103,6 +110,27 @@ def test_a_thousand_upserts_cost_one_batch_call_and_an_idle_poll_one_request(env
     env.log.clear()
     assert drain(connection, cursor)[0] == []
     assert len(env.log.entries(service="dataverse")) == 1
+
+
+def test_a_batch_of_creates_whose_reply_was_lost_is_sent_again_and_makes_each_row_once(env):
+    """The simulator makes the rows, then holds the reply past the client's read timeout: the
+    repeat is create-only (``If-None-Match: *``), so it finds each row and writes nothing."""
+    clock = FakeClock()
+    settings = replace(
+        settings_from_info(env.info, env.info["ca_bundle"], retry=RetrySettings(max_attempts=2)),
+        read_timeout=0.5,
+    )
+    connection = build_dynamics(settings, sleep=clock.sleep, clock=clock)
+    connection.adapter.upsert([write("warm-up")])  # metadata and currencies read, token held
+    env.faults.plan = FaultPlan.parse("dataverse:timeout_s=1")
+    env.faults.script("dataverse", "batch", "timeout")
+    creates = [replace(write(f"ref-{i}"), create=True) for i in range(5)]
+
+    outcomes = connection.adapter.upsert(creates)
+
+    assert [o.action for o in outcomes] == ["exists"] * 5
+    assert len(env.log.entries(service="dataverse", route="batch")) == 2 + 1
+    assert sorted(rows(env)) == ["ref-0", "ref-1", "ref-2", "ref-3", "ref-4", "warm-up"]
 
 
 def test_a_thousand_and_one_upserts_take_two_batch_calls(env):

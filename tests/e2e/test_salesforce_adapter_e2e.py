@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,11 +15,17 @@ from typing import Any
 import pytest
 from fakes import FakeClock
 
-from connector.crm.salesforce.build import SalesforceConnection, build_salesforce_from_info
+from connector.crm.salesforce.build import (
+    SalesforceConnection,
+    build_salesforce,
+    build_salesforce_from_info,
+    settings_from_info,
+)
 from connector.errors import RateLimited
 from connector.ports import AccountRef, ContactRef, FieldRequirement, OpportunityWrite
 from connector.settings import RetrySettings
 from sandbox.app import Sandbox
+from sandbox.faults import FaultPlan
 
 pytestmark = pytest.mark.e2e
 EXT = "Partner_Center_Referral_Id__c"
@@ -73,6 +80,32 @@ def test_each_token_grant_upserts_created_then_updated(org, auth_mode):
     assert [(r[EXT], r["Amount"]) for r in stored] == [(key, 99.99)]
     assert count(org, "token") == 1
     assert conn.auth.mode == auth_mode
+
+
+def test_creates_whose_reply_was_lost_are_sent_again_and_make_each_opportunity_once(org):
+    """The simulator makes the records, then holds the reply past the client's read timeout:
+    the repeat is a collections create on the unique external id, so each answers
+    ``DUPLICATE_VALUE`` (``exists``, with the record's id) and nothing is written twice."""
+    clock = FakeClock()
+    settings = replace(
+        settings_from_info(
+            org.info["salesforce"], org.info["ca_bundle"], retry=RetrySettings(max_attempts=2)
+        ),
+        read_timeout=0.5,
+    )
+    conn = build_salesforce(settings, sleep=clock.sleep, clock=clock)
+    conn.adapter.upsert([write("warm-up")])  # token and describe held
+    org.faults.plan = FaultPlan.parse("salesforce:timeout_s=1")
+    org.faults.script("salesforce", "collections_create", "timeout")
+    creates = [replace(write(f"R-{i}"), create=True) for i in range(5)]
+
+    outcomes = conn.adapter.upsert(creates)
+
+    assert [o.action for o in outcomes] == ["exists"] * 5
+    stored = {r[EXT]: r["Id"] for r in org.salesforce.store.records("Opportunity")}
+    assert sorted(stored) == ["R-0", "R-1", "R-2", "R-3", "R-4", "warm-up"]
+    assert [o.crm_id for o in outcomes] == [stored[f"R-{i}"] for i in range(5)]
+    assert count(org, "collections_create") == 2
 
 
 def test_1000_upserts_cost_exactly_five_collection_calls(org):
