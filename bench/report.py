@@ -276,14 +276,19 @@ def _memory_goals(backfill: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return goals
 
 
+def _number(value: object) -> str:
+    return f"{value:.0f}" if isinstance(value, int | float) else "n/a"
+
+
 def markdown(report: Mapping[str, Any]) -> str:
     """The report's tables, for docs/PERFORMANCE.md and the console."""
     lines = [
         (
             "| CRM | N | wall s | referrals/s | PC reads + writes | CRM calls | calls ÷ min "
-            "| CRM calls ÷ min | engine µs/ref | process µs/ref | peak RSS MB | speed-up |"
+            "| CRM calls ÷ min | engine µs/ref | process µs/ref | sandbox µs/ref | peak RSS MB "
+            "| speed-up |"
         ),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for b in report["backfill"]:
         cpu = b["cpu_us_per_referral"]
@@ -293,7 +298,7 @@ def markdown(report: Mapping[str, Any]) -> str:
             f"| {b['partner_center_reads']:,} + {b['partner_center_writes']:,} "
             f"| {b['calls']['crm']:,} | {b['calls_over_minimum']:.3f} "
             f"| {b['crm_calls_over_minimum']:.1f} | {cpu['engine']:.0f} | {cpu['process']:.0f} "
-            f"| {b['peak_rss_mb']:.0f} | {speedup} |"
+            f"| {_number(cpu.get('sandbox'))} | {b['peak_rss_mb']:.0f} | {speedup} |"
         )
     lines += ["", "| baseline (per record) | N | wall s | referrals/s | PC calls | CRM calls |",
               "|---|---:|---:|---:|---:|---:|"]  # fmt: skip

@@ -72,11 +72,14 @@ def _by_route(world: World, since: int) -> dict[str, int]:
 
 def _cycle(world: World, engine: EngineProcess, crm: Crm) -> dict[str, Any]:
     mark = world.mark()
+    sandbox_cpu = time.process_time()  # this process: the simulators' threads (and an idle pipe)
     answer = engine.ask("cycle")
+    sandbox_cpu = time.process_time() - sandbox_cpu
     calls = world.calls(mark)
     return {
         "wall_s": answer["wall_s"],
         "cpu_s": answer["cpu_s"],
+        "sandbox_cpu_s": sandbox_cpu,
         "transport_cpu_s": answer["transport_cpu_s"],
         "max_rss_mb": answer["max_rss_mb"],
         "calls": {
@@ -161,6 +164,7 @@ def _backfill_record(
             "process": cycle["cpu_s"] / n * 1e6,
             "http_client": cycle["transport_cpu_s"] / n * 1e6,
             "engine": (cycle["cpu_s"] - cycle["transport_cpu_s"]) / n * 1e6,
+            "sandbox": cycle["sandbox_cpu_s"] / n * 1e6,
         },
         "peak_rss_mb": cycle["max_rss_mb"],
         "inbound": cycle["inbound"],
