@@ -263,7 +263,8 @@ class InboundCycle(Cycle):
         """Creates that found their opportunity there already (a create landed whose reply was
         lost, or whose link a crash kept from the state): written again, in one more call, as
         updates of Partner Center's fields, so the salesperson's stage and amount stay. A
-        closed referral closes it (closed rows are left alone by the CRM adapters)."""
+        closed referral closes it, taken for open: Dataverse leaves a row closed meanwhile as
+        it is; Salesforce would take Partner Center's closing stage over the salesperson's."""
         found = [n for n, outcome in enumerate(outcomes) if outcome.action == "exists"]
         if not found:
             return pending, outcomes

@@ -199,17 +199,19 @@ def test_a_batch_holds_at_most_a_thousand_requests():
 
 
 @responses.activate
-def test_an_upsert_batch_holding_creates_is_not_sent_again_after_a_lost_reply():
-    """A create's first values (stage, amount) sent again after a lost reply would overwrite an
-    edit made to the new record meanwhile: such a batch fails the cycle instead; a batch of
-    updates is retried."""
+def test_a_batch_of_patches_is_sent_again_after_a_lost_reply_and_one_holding_a_post_is_not():
+    """Upserts by key and create-only ``PATCH`` parts are safe to repeat; a ``POST`` create sent
+    again after a lost reply could make a second record, so that batch fails the cycle."""
     responses.post(f"{BASE}/$batch", body=requests.exceptions.ReadTimeout("read timed out"))
-    parts = [batch.Part("PATCH", f"{BASE}/opportunities(k='a')", {"name": "a"})]
-
-    with pytest.raises(OutcomeUnknown, match="not sent again"):
-        client().batch("upsert", parts, idempotent=False)
-    assert len(responses.calls) == 1
+    patch = batch.Part(
+        "PATCH", f"{BASE}/opportunities(k='a')", {"name": "a"}, {"If-None-Match": "*"}
+    )
+    post = batch.Part("POST", f"{BASE}/accounts", {"name": "Contoso"})
 
     with pytest.raises(TransientError):  # retried (4 attempts), then the timeout
-        client().batch("upsert", parts)
-    assert len(responses.calls) == 1 + 4
+        client().batch("upsert", [patch])
+    assert len(responses.calls) == 4
+
+    with pytest.raises(OutcomeUnknown, match="not sent again"):
+        client().batch("create_accounts", [post])
+    assert len(responses.calls) == 4 + 1

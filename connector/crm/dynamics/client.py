@@ -221,20 +221,18 @@ class DynamicsClient:
             raise PermanentError(f"Dataverse answered {name} with no JSON object")
         return body
 
-    def batch(
-        self, name: str, parts: Sequence[batch.Part], *, idempotent: bool = True
-    ) -> list[batch.PartResponse]:
+    def batch(self, name: str, parts: Sequence[batch.Part]) -> list[batch.PartResponse]:
         """One ``POST $batch`` with ``Prefer: odata.continue-on-error``: one answer per part,
-        in order. Only a failure of the whole batch raises; a refused part is an answer. Not
-        ``idempotent`` (upserts holding creates' first values), or holding a ``POST``: not
-        re-sent once it may have been done."""
+        in order. Only a failure of the whole batch raises; a refused part is an answer. A batch
+        holding a ``POST`` is not re-sent once it may have been done (upserts by key, create-only
+        ``PATCH`` parts and reads are safe to repeat)."""
         content_type, body = batch.encode(parts)
         response = self._call(
             name,
             "POST",
             self.url("$batch"),
             # Creates (POST) are not safe to repeat; upserts by key (PATCH) and reads are.
-            idempotent=idempotent and all(part.method != "POST" for part in parts),
+            idempotent=all(part.method != "POST" for part in parts),
             data=body,
             headers={"Content-Type": content_type, "Prefer": "odata.continue-on-error"},
         )

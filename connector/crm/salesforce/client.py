@@ -297,14 +297,13 @@ class SalesforceClient:
         sobject: str,
         external_id_field: str,
         records: Sequence[Mapping[str, object]],
-        *,
-        idempotent: bool = True,
     ) -> list[UpsertResult]:
         """``PATCH composite/sobjects/<sobject>/<field>`` with ``allOrNone: false``.
 
         One result per record, in order. A record Salesforce refuses is a result with
-        ``success: false`` and its errors; only a failure of the whole request raises. Not
-        ``idempotent`` (it holds creates' first values): not re-sent once it may have been done.
+        ``success: false`` and its errors; only a failure of the whole request raises. Safe to
+        repeat after a lost reply (the adapter sends creates, whose first values must not be
+        written twice, with :meth:`create_collection` instead).
         """
         if not 0 < len(records) <= COLLECTION_LIMIT:
             raise ValueError(
@@ -322,7 +321,6 @@ class SalesforceClient:
         answer = self._call(
             "collections_upsert",
             lambda sf, kw: sf.restful(path, method="PATCH", data=data, **kw),
-            idempotent=idempotent,
         )
         if not isinstance(answer, list) or len(answer) != len(records):
             got = len(answer) if isinstance(answer, list) else type(answer).__name__
